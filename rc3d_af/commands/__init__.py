@@ -1,0 +1,1 @@
+"""Sub-commands of ``rc3d-af``; see :mod:`rc3d_af.cli`."""
