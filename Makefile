@@ -36,7 +36,7 @@ lint: $(VENV)/.deps
 
 pytest: install
 	$(PY) -m rc3d_af.ops
-	$(PY) -m pytest -q
+	RC3D_AF_REQUIRE_COMPILED=1 $(PY) -m pytest -q
 
 test: install cuda-check lint pytest
 
