@@ -1,0 +1,144 @@
+"""A2Net meta-architecture (paper Figure 2).
+
+features [B, D, T] -> hierarchical feature module (backbone.py) -> pyramid of n levels
+    -> anchor-free module (anchor_free.py): per point, C+1 class logits + distances to boundaries
+    -> anchor-based module (anchor_based.py): per anchor, C+1 class logits, overlap, (delta_c, delta_w)
+training: targets.py assigns ground truths, losses.py computes equations (4)-(10);
+inference: postprocess.py decodes, weights and merges both branches (section III-F).
+The variant (``cfg.variant``) decides which of the two modules exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from rc3d_af.errors import InputError
+from rc3d_af.models import anchor_based, anchor_free, losses, postprocess, targets
+from rc3d_af.models.backbone import HierarchicalFeatures
+from rc3d_af.models.config import ModelConfig
+
+
+class A2Net(nn.Module):
+    """Anchor-free + anchor-based one-stage temporal action localizer over feature windows."""
+
+    def __init__(self, cfg: ModelConfig, num_classes: int, in_channels: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.num_classes = num_classes
+        self.in_channels = in_channels
+        self.backbone = HierarchicalFeatures(cfg, in_channels)
+        level_channels = self.backbone.level_channels
+        self.anchor_free = (
+            anchor_free.AnchorFreeHead(level_channels, cfg.channels(cfg.af_head_channels), num_classes)
+            if cfg.uses_anchor_free
+            else None
+        )
+        self.anchor_based = (
+            anchor_based.AnchorBasedHead(level_channels, len(cfg.anchor_scales), num_classes)
+            if cfg.uses_anchor_based
+            else None
+        )
+
+    @property
+    def min_window(self) -> int:
+        """Window lengths must be multiples of this (every level halves the length exactly)."""
+        return 2**self.cfg.num_levels
+
+    def level_lengths(self, window_size: int) -> list[int]:
+        """Temporal length of each pyramid level for a window of ``window_size`` positions."""
+        return [window_size // s for s in self.cfg.level_strides]
+
+    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``features [B, D, T]`` -> raw head outputs and the window geometry (see ARCHITECTURE.md):
+        ``af_cls [B, Np, C+1]``, ``af_reg [B, Np, 2]``, ``points [Np, 2]``, ``ab_cls [B, Na, C+1]``,
+        ``ab_overlap [B, Na]``, ``ab_reg [B, Na, 2]``, ``anchors [Na, 2]``, ``window_size`` (0-dim)."""
+        self._check_features(features)
+        window_size = features.size(2)
+        pyramid = self.backbone(features)
+        lengths = self.level_lengths(window_size)
+        outputs = {"window_size": torch.tensor(window_size)}
+        if self.anchor_free is not None:
+            outputs.update(self.anchor_free(pyramid))
+            outputs["points"] = anchor_free.point_grid(lengths, self.cfg.level_strides, features.device)
+        if self.anchor_based is not None:
+            outputs.update(self.anchor_based(pyramid))
+            outputs["anchors"] = anchor_based.anchor_grid(
+                lengths, self.cfg.level_strides, self.cfg.anchor_scales, features.device
+            )
+        return outputs
+
+    def losses(
+        self,
+        outputs: dict[str, torch.Tensor],
+        gt_segments: Sequence[torch.Tensor],
+        gt_labels: Sequence[torch.Tensor],
+    ) -> dict[str, torch.Tensor]:
+        """Loss terms (unweighted), their weighted sum ``total`` and detached assignment counts.
+
+        ``gt_segments[b]``: ``[M_b, 2]`` window positions; ``gt_labels[b]``: ``[M_b]`` ids 0..C-1.
+        """
+        batch = next(v for k, v in outputs.items() if k.endswith("_cls")).size(0)
+        if len(gt_segments) != batch or len(gt_labels) != batch:
+            raise InputError(
+                f"gt_segments/gt_labels: expected {batch} entries (one per window), "
+                f"got {len(gt_segments)} and {len(gt_labels)}"
+            )
+        for b, (segments, labels) in enumerate(zip(gt_segments, gt_labels, strict=True)):
+            targets.check_ground_truth(segments, labels, self.num_classes, b)
+        terms: dict[str, torch.Tensor] = {}
+        counts: dict[str, float] = {}
+        if "af_cls" in outputs:
+            point_targets = [
+                targets.assign_points(outputs["points"], s, lab, self.cfg)
+                for s, lab in zip(gt_segments, gt_labels, strict=True)
+            ]
+            terms.update(losses.anchor_free_losses(outputs["af_cls"], outputs["af_reg"], point_targets))
+            counts["num_af_fg"] = sum(int((t.labels > 0).sum()) for t in point_targets)
+            counts["num_gt_unassigned_af"] = sum(t.num_unassigned for t in point_targets)
+        if "ab_cls" in outputs:
+            anchor_targets = [
+                targets.assign_anchors(outputs["anchors"], s, lab, self.cfg)
+                for s, lab in zip(gt_segments, gt_labels, strict=True)
+            ]
+            terms.update(
+                losses.anchor_based_losses(
+                    outputs["ab_cls"], outputs["ab_overlap"], outputs["ab_reg"], anchor_targets
+                )
+            )
+            counts["num_ab_pos"] = sum(int((t.labels > 0).sum()) for t in anchor_targets)
+            counts["num_ab_neg"] = sum(int((t.labels == 0).sum()) for t in anchor_targets)
+            counts["num_gt_unmatched_ab"] = sum(t.num_unmatched for t in anchor_targets)
+        terms["total"] = losses.total_loss(terms, self.cfg)
+        terms.update({name: torch.tensor(float(value)) for name, value in counts.items()})
+        return terms
+
+    def predict(self, outputs: dict[str, torch.Tensor]) -> list[postprocess.WindowDetections]:
+        """Candidate detections per window (window positions, before NMS), section III-F."""
+        return postprocess.window_detections(outputs, self.cfg)
+
+    def _check_features(self, features: torch.Tensor) -> None:
+        if not isinstance(features, torch.Tensor) or features.dim() != 3:
+            shape = list(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
+            raise InputError(f"features: expected a tensor [B, D, T], got {shape}")
+        if features.size(1) != self.in_channels:
+            raise InputError(
+                f"features: expected D = {self.in_channels} channels (the model's in_channels), "
+                f"got {features.size(1)}"
+            )
+        if features.size(2) == 0 or features.size(2) % self.min_window:
+            raise InputError(
+                f"features: window length T = {features.size(2)} must be a positive multiple of "
+                f"2**num_levels = {self.min_window}"
+            )
+
+
+def build_model(cfg: ModelConfig, num_classes: int, in_channels: int) -> A2Net:
+    """The A2Net of ``cfg`` for ``num_classes`` action classes (background excluded) and
+    ``in_channels``-dimensional input features."""
+    for name, value in (("num_classes", num_classes), ("in_channels", in_channels)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(f"{name}: expected a positive integer, got {value!r}")
+    return A2Net(cfg, num_classes, in_channels)

@@ -1,0 +1,84 @@
+"""A2Net losses, equations (4)-(10), over a batch of windows.
+
+Anchor-free: cross-entropy over all ``N`` points (6) and smooth-L1 on both distances, averaged over
+the ``N_p`` foreground points (7). Anchor-based: cross-entropy over the sampled positives and
+negatives (8), squared error between ``sigmoid(overlap)`` and the IoU target (9) and smooth-L1 on
+(delta_c, delta_w) (10), both averaged over the positives. Combination (4)-(5):
+``L = (L_reg^af + gamma_af L_cls^af) + gamma (L_cls^ab + gamma1 L_o^ab + gamma2 L_reg^ab)``.
+A term with nothing to average (no foreground point, no positive anchor) is 0, still attached to the
+graph so that every parameter gets a (zero) gradient.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from rc3d_af.models.config import ModelConfig
+from rc3d_af.models.targets import AnchorTargets, PointTargets
+
+
+def anchor_free_losses(
+    cls_logits: torch.Tensor, distances: torch.Tensor, targets: list[PointTargets]
+) -> dict[str, torch.Tensor]:
+    """``cls_logits [B, Np, C+1]``, ``distances [B, Np, 2]`` (regression units), one target per window
+    -> ``af_cls`` (6) and ``af_reg`` (7)."""
+    labels = torch.stack([t.labels for t in targets])  # [B, Np]
+    target_distances = torch.stack([t.distances for t in targets])  # [B, Np, 2]
+    af_cls = F.cross_entropy(cls_logits.flatten(0, 1).float(), labels.flatten())
+    foreground = labels > 0
+    af_reg = _mean_over(
+        F.smooth_l1_loss(distances[foreground].float(), target_distances[foreground], reduction="sum"),
+        int(foreground.sum()),
+        distances,
+    )
+    return {"af_cls": af_cls, "af_reg": af_reg}
+
+
+def anchor_based_losses(
+    cls_logits: torch.Tensor, overlap_logits: torch.Tensor, deltas: torch.Tensor, targets: list[AnchorTargets]
+) -> dict[str, torch.Tensor]:
+    """``cls_logits [B, Na, C+1]``, ``overlap_logits [B, Na]``, ``deltas [B, Na, 2]``, one target per
+    window -> ``ab_cls`` (8), ``ab_overlap`` (9) and ``ab_reg`` (10)."""
+    labels = torch.stack([t.labels for t in targets])  # [B, Na], IGNORE = -1
+    target_overlaps = torch.stack([t.overlaps for t in targets])
+    target_deltas = torch.stack([t.deltas for t in targets])
+    sampled = labels >= 0
+    ab_cls = _mean_over(
+        F.cross_entropy(cls_logits[sampled].float(), labels[sampled], reduction="sum"),
+        int(sampled.sum()),
+        cls_logits,
+    )
+    positive = labels > 0
+    num_pos = int(positive.sum())
+    predicted_overlaps = torch.sigmoid(overlap_logits[positive].float())
+    ab_overlap = _mean_over(
+        F.mse_loss(predicted_overlaps, target_overlaps[positive], reduction="sum"), num_pos, overlap_logits
+    )
+    ab_reg = _mean_over(
+        F.smooth_l1_loss(deltas[positive].float(), target_deltas[positive], reduction="sum"), num_pos, deltas
+    )
+    return {"ab_cls": ab_cls, "ab_overlap": ab_overlap, "ab_reg": ab_reg}
+
+
+def total_loss(terms: dict[str, torch.Tensor], cfg: ModelConfig) -> torch.Tensor:
+    """Equations (4)-(5); a branch absent from ``terms`` (single-branch variant) contributes nothing."""
+    total = None
+    if "af_cls" in terms:
+        total = terms["af_reg"] + cfg.loss_gamma_af * terms["af_cls"]
+    if "ab_cls" in terms:
+        anchor_based = (
+            terms["ab_cls"] + cfg.loss_gamma1 * terms["ab_overlap"] + cfg.loss_gamma2 * terms["ab_reg"]
+        )
+        anchor_based = cfg.loss_gamma * anchor_based
+        total = anchor_based if total is None else total + anchor_based
+    if total is None:
+        raise ValueError("terms: expected the anchor-free and/or anchor-based loss terms")
+    return total
+
+
+def _mean_over(summed: torch.Tensor, count: int, source: torch.Tensor) -> torch.Tensor:
+    """``summed / count``, or a graph-attached 0 built from ``source`` when ``count`` is 0."""
+    if count == 0:
+        return source.sum() * 0.0
+    return summed / count
