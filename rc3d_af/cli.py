@@ -16,6 +16,7 @@ from rc3d_af.errors import InputError
 
 COMMANDS = {
     "doctor": "rc3d_af.commands.doctor",
+    "synth": "rc3d_af.commands.synth",
 }
 
 
