@@ -16,6 +16,8 @@ from rc3d_af.errors import InputError
 
 COMMANDS = {
     "doctor": "rc3d_af.commands.doctor",
+    "evaluate": "rc3d_af.commands.evaluate",
+    "convert-annotations": "rc3d_af.commands.convert_annotations",
     "synth": "rc3d_af.commands.synth",
 }
 

@@ -108,7 +108,8 @@ def evaluate_detections(
         for bucket, (gt_mask, pred_mask) in zip(buckets, bucket_selections(inputs, buckets, protocol),
                                                 strict=True):
             part = inputs.select(gt_mask, pred_mask)
-            details[bucket.name] = {"range_s": [bucket.low, bucket.high],
+            high = bucket.high if np.isfinite(bucket.high) else None  # JSON has no infinity
+            details[bucket.name] = {"range_s": [bucket.low, high],
                                     **_summary(part, run(part, thresholds), thresholds)}
         report["by_duration"] = {name: entry["mAP"] for name, entry in details.items()}
         report["by_duration_details"] = details

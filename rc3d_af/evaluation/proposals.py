@@ -1,0 +1,173 @@
+"""Proposal evaluation: average recall at AN proposals (AR@AN) and the AUC of the AR-AN curve.
+
+Proposals are class-agnostic (labels are ignored); every ground-truth instance of the evaluated
+videos counts, duplicates included (as the official code does). A ground truth is recalled at a
+tIoU threshold when one of the proposals considered has tIoU >= threshold with it. Proposals of a
+video are taken by decreasing score (ties: file order). Two conventions:
+
+``"activitynet"`` (official ``eval_proposal.py``, ``average_recall_vs_avg_nr_proposals``): the
+proposal budget is shared out in proportion to each video's number of proposals. For a maximum
+average number M, each video keeps ``min(int(n_v * M * V / N), n_v)`` proposals (V ground-truth
+videos, N proposals in the whole file), and the curve has 100 points, the k-th keeping
+``min(int(kept_v * k / 100 * M * V / kept), kept_v)`` per video; its x value is the average
+number of proposals per video. AR@AN is the last point of the curve for M = AN; the AUC is the
+area under the M = 100 curve divided by its last x value, in percent (the leaderboard's AUC).
+
+``"per_video"`` (common on THUMOS14): AR@N uses the top N proposals of every video; the AUC is
+the area under AR(N) for N = 1 .. max(AN) divided by max(AN), in percent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from rc3d_af.data.annotations import AnnotationSet
+from rc3d_af.errors import InputError
+from rc3d_af.evaluation.inputs import same_key_pairs
+from rc3d_af.evaluation.iou import segment_iou_np
+from rc3d_af.evaluation.results import Results
+from rc3d_af.evaluation.thresholds import PROPOSAL_TIOU, parse_thresholds
+
+Convention = Literal["activitynet", "per_video"]
+CONVENTIONS: tuple[str, ...] = ("activitynet", "per_video")
+DEFAULT_AN = (50, 100, 200, 500, 1000)
+ACTIVITYNET_AUC_MAX_AN = 100
+
+__all__ = ["CONVENTIONS", "DEFAULT_AN", "evaluate_proposals"]
+
+
+def evaluate_proposals(
+    ground_truth: AnnotationSet,
+    results: Results,
+    subset: str | None = None,
+    tiou_thresholds: str | Sequence[float] = PROPOSAL_TIOU,
+    an: Sequence[int] = DEFAULT_AN,
+    *,
+    convention: Convention = "activitynet",
+) -> dict[str, Any]:
+    """AR@AN (fractions) and AUC (percent); returns the ``rc3d-af evaluate --proposals`` JSON layout.
+
+    ``ar``/``auc`` follow ``convention``; ``conventions`` holds both, ``curves`` the AR-AN curves.
+    """
+    if convention not in CONVENTIONS:
+        raise InputError(f"convention: expected one of {CONVENTIONS}, got {convention!r}")
+    an = tuple(int(n) for n in an)
+    if not an or min(an) <= 0:
+        raise InputError(f"--an: expected positive proposal numbers, got {an}")
+    thresholds = parse_thresholds(tiou_thresholds)
+    gt = ground_truth.subset(subset) if subset is not None else ground_truth
+    table = _ProposalTable(gt, results)
+    first_hit = table.first_hit(thresholds)
+
+    anet_ar = [float(_activitynet_curve(table, first_hit, n)[1][-1]) for n in an]
+    anet_x, anet_y = _activitynet_curve(table, first_hit, ACTIVITYNET_AUC_MAX_AN)
+    curve_x, curve_y = _activitynet_curve(table, first_hit, max(an))
+    numbers = np.arange(1, max(an) + 1)
+    per_video_y = _per_video_recall(first_hit, numbers).mean(axis=0)
+    conventions = {
+        "activitynet": {"ar": anet_ar, "auc": 100.0 * _area(anet_x, anet_y),
+                        "auc_max_an": ACTIVITYNET_AUC_MAX_AN},
+        "per_video": {"ar": [float(per_video_y[n - 1]) for n in an],
+                      "auc": 100.0 * _area(numbers.astype(np.float64), per_video_y), "auc_max_an": max(an)},
+    }
+    return {
+        "task": "proposals",
+        "subset": subset,
+        "tiou_thresholds": list(thresholds),
+        "convention": convention,
+        "an": list(an),
+        "ar": conventions[convention]["ar"],
+        "auc": conventions[convention]["auc"],
+        "videos": len(table.video_ids),
+        "ground_truths": len(table.gt_video),
+        "proposals": int(table.counts.sum()),
+        "proposals_in_results": results.num_predictions,
+        "unknown_videos": {"videos": len(table.unknown_videos), "predictions": table.unknown_predictions,
+                           "examples": table.unknown_videos[:5]},
+        "conventions": conventions,
+        "curves": {
+            "activitynet": {"an": curve_x.tolist(), "ar": curve_y.tolist()},
+            "per_video": {"an": numbers.tolist(), "ar": per_video_y.tolist()},
+        },
+    }
+
+
+class _ProposalTable:
+    """Ground truths of the videos that have any (official: these are the evaluated videos) and
+    their proposals ranked within each video."""
+
+    def __init__(self, gt: AnnotationSet, results: Results) -> None:
+        self.video_ids = [vid for vid, video in gt.videos.items() if video.instances]
+        index = {vid: i for i, vid in enumerate(self.video_ids)}
+        rows = [(index[vid], i.start, i.end) for vid in self.video_ids for i in gt.videos[vid].instances]
+        table = np.array(rows, dtype=np.float64).reshape(-1, 3)
+        self.gt_video = table[:, 0].astype(np.int64)
+        self.gt_segments = table[:, 1:]
+        self.counts = np.zeros(len(self.video_ids), dtype=np.int64)
+        self.unknown_videos = [vid for vid in results.videos if vid not in index]
+        self.unknown_predictions = sum(len(results.videos[vid]) for vid in self.unknown_videos)
+        self.total_in_file = results.num_predictions  # the official budget counts every proposal
+        videos, segments, ranks = [], [], []
+        for vid, detections in results.videos.items():
+            if vid not in index:
+                continue
+            order = np.argsort(-detections.scores, kind="stable")
+            rank = np.empty(len(order), dtype=np.int64)
+            rank[order] = np.arange(len(order))
+            self.counts[index[vid]] = len(order)
+            videos.append(np.full(len(order), index[vid]))
+            segments.append(detections.segments)
+            ranks.append(rank)
+        self.prop_video = np.concatenate(videos) if videos else np.zeros(0, np.int64)
+        self.prop_segments = np.concatenate(segments) if segments else np.zeros((0, 2))
+        self.prop_rank = np.concatenate(ranks) if ranks else np.zeros(0, np.int64)
+
+    def first_hit(self, thresholds: Sequence[float]) -> np.ndarray:
+        """(T, G) int64: rank of the best-ranked proposal with tIoU >= threshold (large if none)."""
+        gt_index, prop_index = same_key_pairs(self.gt_video, self.prop_video)
+        iou = segment_iou_np(self.gt_segments[gt_index], self.prop_segments[prop_index], aligned=True)
+        never = np.iinfo(np.int64).max
+        hit = np.full((len(thresholds), len(self.gt_video)), never, dtype=np.int64)
+        rank = self.prop_rank[prop_index]
+        for t, threshold in enumerate(thresholds):  # T vectorized passes over all pairs
+            ok = iou >= threshold
+            np.minimum.at(hit[t], gt_index[ok], rank[ok])
+        return hit
+
+
+def _activitynet_curve(
+    table: _ProposalTable, first_hit: np.ndarray, max_avg: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The official AR-AN curve for ``max_avg_nr_proposals = max_avg``: (x (100,), AR (100,))."""
+    num_videos = len(table.video_ids)
+    if table.total_in_file == 0 or num_videos == 0:
+        return np.arange(1, 101) / 100.0 * max_avg, np.zeros(100)
+    ratio = max_avg * float(num_videos) / table.total_in_file
+    kept = np.minimum((table.counts * ratio).astype(np.int64), table.counts)  # per video
+    total_kept = int(kept.sum())
+    if total_kept == 0:
+        return np.arange(1, 101) / 100.0 * max_avg, np.zeros(100)
+    fractions = np.arange(1, 101) / 100.0 * (max_avg * float(num_videos) / total_kept)
+    budget = np.minimum((kept[:, None] * fractions[None, :]).astype(np.int64), kept[:, None])  # (V, 100)
+    matched = first_hit[:, :, None] < budget[table.gt_video][None, :, :]  # (T, G, 100)
+    recall = matched.sum(axis=1) / max(len(table.gt_video), 1)
+    return fractions * (float(total_kept) / num_videos), recall.mean(axis=0)
+
+
+def _per_video_recall(first_hit: np.ndarray, numbers: np.ndarray) -> np.ndarray:
+    """(T, len(numbers)) recall with the top N proposals of every video, for each N."""
+    if first_hit.shape[1] == 0:
+        return np.zeros((first_hit.shape[0], len(numbers)))
+    # Ground truths found within the top N = those whose first hit has rank < N.
+    found = np.stack([np.searchsorted(np.sort(row), numbers, side="left") for row in first_hit])
+    return found / first_hit.shape[1]
+
+
+def _area(x: np.ndarray, y: np.ndarray) -> float:
+    """Trapezoid area under y(x) divided by the last x (the official normalisation)."""
+    if len(x) < 2 or x[-1] <= 0:
+        return 0.0
+    return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2.0) / x[-1])

@@ -1,0 +1,85 @@
+"""Terminal tables and JSON files for evaluation reports (the dicts the evaluators return)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["format_report", "report_warnings", "write_json"]
+
+
+def _pct(value: float | None) -> str:
+    return "   -  " if value is None else f"{100.0 * value:6.2f}"
+
+
+def format_report(report: dict[str, Any], per_class: bool = True) -> str:
+    """A readable table (percentages) of a detection or proposal report."""
+    if report.get("task") == "proposals":
+        return _format_proposals(report)
+    thresholds = report["tiou_thresholds"]
+    header = "".join(f"{t:>7g}" for t in thresholds) + "    avg"
+    lines = [
+        f"Detection mAP (%), {report['protocol']} protocol, subset {report['subset'] or 'all'}: "
+        f"{report['videos']} videos, {report['ground_truths']} ground truths, "
+        f"{report['predictions']} predictions, {report['classes_scored']} classes",
+        f"{'tIoU':<22}{header}",
+        f"{'mAP':<22}" + "".join(f" {_pct(v)}" for v in report["mAP"]) + f" {_pct(report['average_mAP'])}",
+    ]
+    if "average_mAP_0.3_0.7" in report:
+        lines.append(f"{'avg mAP 0.3:0.7':<22} {_pct(report['average_mAP_0.3_0.7'])}")
+    if per_class:
+        lines.append(f"{'class (GT / preds)':<22}")
+        for name, entry in report["per_class"].items():
+            label = f"{name[:13]} ({entry['ground_truths']}/{entry['predictions']})"
+            values = entry["AP"] or [None] * len(thresholds)
+            lines.append(f"  {label:<20}" + "".join(f" {_pct(v)}" for v in values))
+    if "by_duration_details" in report:
+        lines.append(f"{'by GT duration (s)':<22}")
+        for name, entry in report["by_duration_details"].items():
+            low, high = entry["range_s"]
+            label = f"{name} [{low:g},{'inf' if high is None else f'{high:g}'}) {entry['ground_truths']}"
+            lines.append(f"  {label:<20}" + "".join(f" {_pct(v)}" for v in entry["mAP"])
+                         + f" {_pct(entry['average_mAP'])}")
+    if "ambiguous_dropped" in report:
+        lines.append(f"unmatched predictions on Ambiguous intervals, dropped: {report['ambiguous_dropped']}")
+    return "\n".join(lines)
+
+
+def _format_proposals(report: dict[str, Any]) -> str:
+    lines = [
+        f"Proposals, subset {report['subset'] or 'all'}: {report['videos']} videos, "
+        f"{report['ground_truths']} ground truths, {report['proposals']} proposals; "
+        f"tIoU {report['tiou_thresholds'][0]:g}..{report['tiou_thresholds'][-1]:g}",
+        f"{'AN':<26}" + "".join(f"{n:>8d}" for n in report["an"]) + "   AUC (%)",
+    ]
+    for name, entry in report["conventions"].items():
+        marker = "*" if name == report["convention"] else " "
+        label = f"{marker}AR (%) {name}"
+        lines.append(f"{label:<26}" + "".join(f"{100 * v:8.2f}" for v in entry["ar"])
+                     + f"   {entry['auc']:.2f} (AN <= {entry['auc_max_an']})")
+    return "\n".join(lines)
+
+
+def report_warnings(report: dict[str, Any], source: str) -> list[str]:
+    """Messages about predictions that were not evaluated normally (unknown videos / labels)."""
+    messages = []
+    unknown = report.get("unknown_videos", {})
+    if unknown.get("videos"):
+        handling = {"false_positive": "counted as false positives", "ignore": "ignored"}.get(
+            unknown.get("handling", ""), "not evaluated")
+        messages.append(f"{source}: {unknown['predictions']} predictions on {unknown['videos']} videos "
+                        f"without ground truth in the subset (e.g. {unknown['examples'][0]!r}), {handling}")
+    labels = report.get("unknown_labels", {}).get("labels", {})
+    if labels:
+        shown = ", ".join(f"{label!r} x{count}" for label, count in list(labels.items())[:5])
+        messages.append(f"{source}: {sum(labels.values())} predictions with labels that are not classes "
+                        f"of the ground truth ({shown}), not evaluated")
+    return messages
+
+
+def write_json(report: dict[str, Any], path: str | Path) -> None:
+    """Write every number of ``report`` (NaN-free: missing values are null)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
