@@ -160,3 +160,13 @@ def test_convert_annotations_then_evaluate_af38_alike(tmp_path: Path, capsys) ->
     via_json = evaluate_detections(converted, results, "test", "0.5", "thumos14")
     via_folder = evaluate_detections(folder, results, "test", "0.5", "thumos14")
     assert via_json["mAP"] == via_folder["mAP"]
+
+
+def test_plot_map_vs_tiou(gt_file: Path, tmp_path: Path) -> None:
+    from rc3d_af.evaluation.plots import plot_report
+
+    results = Results()
+    results.add("v1", [[1.0, 3.0]], [0.9], ["Jump"])
+    report = evaluate_detections(load_annotations(gt_file), results, "test", "0.5,0.7")
+    plot_report(report, tmp_path / "map.png")
+    assert (tmp_path / "map.png").read_bytes()[:4] == b"\x89PNG"
