@@ -95,6 +95,10 @@ def test_uncovered_instances_are_reported(caplog: pytest.LogCaptureFixture) -> N
     with caplog.at_level(logging.WARNING, logger="rc3d_af.data.windows"):
         sliding_windows(annotations, "validation", {"v": 300}, SPEC)
     assert "1 of 2 ground-truth instances" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="rc3d_af.data.windows"):
+        sliding_windows(annotations, "validation", {"v": 300}, SPEC, training=False)
+    assert caplog.text == ""  # test windows' ground truth is not learned from: nothing to report
 
 
 def test_rescaled_windows() -> None:
