@@ -159,3 +159,22 @@ def test_real_thumos14_folders() -> None:
     assert {v.subset for v in val.videos.values()} == {"validation"}
     assert val.videos["video_validation_0000411"].fps == 24.0
     assert val.videos["video_validation_0000311"].fps == 25.0
+
+
+def test_bsn_layout_takes_subset_and_fps_from_the_csv(tmp_path: Path) -> None:
+    document = {"v_a": {"duration_second": 12.5, "duration_frame": 375, "feature_frame": 368,
+                        "annotations": [{"segment": [1.0, 4.0], "label": "Ballet"}]},
+                "v_b": {"duration_second": 8.0, "annotations": []}}
+    path = _write_json(tmp_path / "anet_anno_action.json", document)
+    info = tmp_path / "video_info_new.csv"
+    info.write_text("video,numFrame,seconds,fps,rfps,subset,featureFrame\n"
+                    "v_a,375,12.5,30.0,30.0,training,368\nv_b,200,8.0,25.0,25.0,testing,192\n")
+    annotations = load_annotations(path, video_info=info)
+    expected = VideoAnnotation("v_a", "training", 12.5, 30.0, [Instance("Ballet", 1.0, 4.0)])
+    assert annotations.videos["v_a"] == expected
+    assert annotations.videos["v_b"].subset == "testing" and annotations.class_names == ["Ballet"]
+    with pytest.raises(InputError, match="BSN layout"):
+        load_annotations(path)
+    info.write_text("video,seconds,fps,subset\nv_a,12.5,30,training\n")
+    with pytest.raises(InputError, match="no subset for video 'v_b'"):
+        load_annotations(path, video_info=info)

@@ -19,6 +19,9 @@ line; it fixes the class order and keeps the THUMOS ids). The split ``val`` beco
 ``"validation"`` and ``test`` the subset ``"test"``. Durations and per-video fps come from a
 video-info CSV (``thumos14_video_info.csv``: columns ``video``, ``duration_sec`` and ``fps``),
 passed as ``video_info`` or found in the folder or its parent. The fps is never assumed.
+
+BSN's ActivityNet file (``anet_anno_action.json``: ``{video: {duration_second, annotations}}``)
+is read too, with ``video_info`` its ``video_info_new.csv``, which gives each video's subset and fps.
 """
 
 from __future__ import annotations
@@ -117,7 +120,7 @@ def normalize_video_id(name: str) -> str:
 def load_annotations(
     path: str | Path, *, video_info: str | Path | Mapping[str, tuple[float, float | None]] | None = None
 ) -> AnnotationSet:
-    """Load an ActivityNet-layout JSON file or a THUMOS14 annotation folder.
+    """Load an ActivityNet-layout JSON file, a THUMOS14 annotation folder or BSN's ActivityNet file.
 
     Args:
         path: a ``.json`` file or a folder of ``<Class>_<split>.txt`` files.
@@ -131,7 +134,13 @@ def load_annotations(
     info = load_video_info(video_info) if isinstance(video_info, (str, Path)) else video_info
     if path.is_dir():
         return _load_thumos_folder(path, info)
-    return _load_json(path, info)
+    document = _read_json(path)
+    if "database" not in document and _is_bsn_layout(document):
+        if not isinstance(video_info, (str, Path)):
+            raise InputError(f"{path}: BSN layout (videos with 'duration_second', no 'database'): pass "
+                             "video_info, the CSV with video, subset and fps columns (video_info_new.csv)")
+        document = _bsn_to_database(path, document, Path(video_info))
+    return _parse_json(path, document, info)
 
 
 def load_video_info(path: str | Path) -> dict[str, tuple[float, float | None]]:
@@ -189,12 +198,47 @@ def save_annotations_json(annotations: AnnotationSet, path: str | Path) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def _load_json(path: Path, info: Mapping[str, tuple[float, float | None]] | None) -> AnnotationSet:
+def _read_json(path: Path) -> dict:
     try:
         document = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"{path}: not a readable JSON file: {exc}") from None
-    if not isinstance(document, dict) or not isinstance(document.get("database"), dict):
+    if not isinstance(document, dict):
+        raise InputError(f"{path}: expected a JSON object with a 'database' object (ActivityNet layout)")
+    return document
+
+
+def _is_bsn_layout(document: dict) -> bool:
+    """BSN's ``anet_anno_action.json``: ``{video: {duration_second, annotations, ...}}``."""
+    first = next(iter(document.values()), None)
+    return isinstance(first, dict) and "duration_second" in first and "annotations" in first
+
+
+def _bsn_to_database(path: Path, document: dict, video_info: Path) -> dict:
+    """The BSN layout as an ActivityNet ``database``; subset and fps come from the CSV."""
+    try:
+        with video_info.open(newline="") as handle:
+            rows = {normalize_video_id(row["video"]): row for row in csv.DictReader(handle)}
+    except (OSError, KeyError) as exc:
+        raise InputError(f"{video_info}: cannot read a CSV with a 'video' column: {exc}") from None
+    database = {}
+    for vid, entry in document.items():
+        row = rows.get(normalize_video_id(vid))
+        if row is None or not row.get("subset"):
+            raise InputError(f"{video_info}: no subset for video {vid!r} of {path}")
+        if not isinstance(entry, dict):
+            raise InputError(f"{path}: [{vid!r}]: expected an object")
+        database[vid] = {"subset": row["subset"], "duration": entry.get("duration_second"),
+                         "annotations": entry.get("annotations", [])}
+        if row.get("fps"):
+            database[vid]["fps"] = row["fps"]
+    return {"database": database}
+
+
+def _parse_json(
+    path: Path, document: dict, info: Mapping[str, tuple[float, float | None]] | None
+) -> AnnotationSet:
+    if not isinstance(document.get("database"), dict):
         raise InputError(f"{path}: expected a JSON object with a 'database' object (ActivityNet layout)")
     videos = {}
     for vid, entry in document["database"].items():
