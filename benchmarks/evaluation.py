@@ -10,6 +10,7 @@ Usage (THUMOS14 test ground truth + af38 detections and synthetic 10k/50k predic
 runs these element-wise operations on one core)::
 
     python benchmarks/evaluation.py [--repeat 3] [--skip-loop]
+    python benchmarks/evaluation.py --traps     # how much each evaluator trap moves mAP on af38
 """
 
 from __future__ import annotations
@@ -165,25 +166,72 @@ def loop_map(
 
 
 def synthetic_results(ground_truth: AnnotationSet, num_predictions: int, seed: int = 0) -> Results:
-    """Predictions around the ground truth (jittered, some wrong class) plus random background."""
+    """Predictions around the ground truth (jittered, 20% with a wrong class) plus random background."""
     rng = np.random.default_rng(seed)
     instances = [(vid, i) for vid, v in ground_truth.videos.items() for i in v.instances]
-    videos = list(ground_truth.videos)
-    results = Results(source="synthetic")
-    near = rng.integers(0, len(instances), size=num_predictions // 2)
-    for k in near:
+    videos, names = list(ground_truth.videos), ground_truth.class_names
+    rows: dict[str, list] = {}
+    for k in rng.integers(0, len(instances), size=num_predictions // 2):
         vid, inst = instances[k]
         length = inst.end - inst.start
         start = inst.start + rng.normal(0, 0.2) * length
         end = max(start, inst.end + rng.normal(0, 0.2) * length)
-        label = inst.label if rng.random() < 0.8 else ground_truth.class_names[rng.integers(20)]
-        results.add(vid, [[start, end]], [rng.random()], [label])
-    for _ in range(num_predictions - len(near)):
+        label = inst.label if rng.random() < 0.8 else names[rng.integers(len(names))]
+        rows.setdefault(vid, []).append((start, end, rng.random(), label))
+    for _ in range(num_predictions - num_predictions // 2):
         vid = videos[rng.integers(len(videos))]
         start = rng.uniform(0, ground_truth.videos[vid].duration)
-        results.add(vid, [[start, start + rng.exponential(4.0)]], [rng.random() * 0.7],
-                    [ground_truth.class_names[rng.integers(len(ground_truth.class_names))]])
+        rows.setdefault(vid, []).append((start, start + rng.exponential(4.0), rng.random() * 0.7,
+                                         names[rng.integers(len(names))]))
+    results = Results(source="synthetic")
+    for vid, video_rows in rows.items():
+        starts, ends, scores, labels = zip(*video_rows, strict=True)
+        results.add(vid, np.stack([starts, ends], axis=1), scores, labels)
     return results
+
+
+def traps(ground_truth: AnnotationSet, results: Results) -> None:
+    """Measure how much each evaluator disagreement moves mAP (ActivityNet protocol) on ``results``."""
+    def run(gt: AnnotationSet = ground_truth, res: Results = results, thresholds=THUMOS14_TIOU, **kw):
+        return np.array(evaluate_detections(gt, res, "test", thresholds, "activitynet", **kw)["mAP"])
+
+    base = run()
+    print("ActivityNet protocol, mAP (%) at tIoU " + " ".join(f"{t:g}" for t in THUMOS14_TIOU))
+    print(f"  {'reference (this evaluator)':<58}" + " ".join(f"{100 * v:6.2f}" for v in base))
+
+    def show(name: str, values: np.ndarray) -> None:
+        print(f"  {name:<58}" + " ".join(f"{100 * (v - b):+6.2f}" for v, b in zip(values, base, strict=True)))
+
+    show("thresholds from np.arange(0.1, 0.8, 0.1)", run(thresholds=list(np.arange(0.1, 0.8, 0.1))))
+    show("clip predictions to the video duration", run(clip_to_duration=True))
+    trimmed = AnnotationSet({k: v for k, v in ground_truth.videos.items() if k != "video_test_0000270"},
+                            ground_truth.class_names, ground_truth.class_ids)
+    show("GT without video_test_0000270, its predictions = FP", run(trimmed))
+    show("GT without video_test_0000270, its predictions ignored", run(trimmed, unknown_videos="ignore"))
+    reversed_order = Results(source="reversed")
+    for vid in reversed(list(results.videos)):
+        video = results.videos[vid]
+        reversed_order.add(vid, video.segments[::-1], video.scores[::-1], video.labels[::-1])
+    show("tied scores in reversed input order", run(res=reversed_order))
+    noisy = Results(source="noisy", videos=dict(results.videos))
+    noisy.add(next(iter(results.videos)), [[0.0, 5.0]] * 100, [2.0] * 100, ["NotAClass"] * 100)
+    show("100 top-scored predictions with an unknown label", run(res=noisy))
+    float32_flips(ground_truth, results)
+
+
+def float32_flips(ground_truth: AnnotationSet, results: Results) -> None:
+    """Count (prediction, ground truth) pairs whose match decision changes with float32 IoU."""
+    from rc3d_af.evaluation.inputs import build_inputs, candidate_pairs
+
+    inputs = build_inputs(ground_truth.subset("test"), results)
+    pred, gt, iou64 = candidate_pairs(inputs, "activitynet")
+    a = inputs.pred_segments[pred].astype(np.float32)
+    b = inputs.gt_segments[gt].astype(np.float32)
+    inter = np.clip(np.minimum(a[:, 1], b[:, 1]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
+    iou32 = inter / ((b[:, 1] - b[:, 0]) + (a[:, 1] - a[:, 0]) - inter)
+    flips = [int(np.sum((iou32 >= t) != (iou64 >= t))) for t in THUMOS14_TIOU]
+    print(f"  {'float32 IoU: pair decisions flipped per threshold':<58}" + " ".join(f"{n:6d}" for n in flips)
+          + f"   (of {len(pred)} overlapping pairs)")
 
 
 def _time(fn, repeat: int) -> tuple[float, object]:
@@ -199,8 +247,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip-loop", action="store_true", help="time only the vectorized evaluator")
+    parser.add_argument("--traps", action="store_true", help="measure evaluator traps on af38 instead")
     args = parser.parse_args(argv)
     ground_truth = load_annotations(THUMOS / "annotation_test")
+    if args.traps:
+        traps(ground_truth, load_results(AF38, ground_truth.class_names, class_ids=ground_truth.class_ids))
+        return 0
     inputs = {
         "af38 (real)": load_results(AF38, ground_truth.class_names, class_ids=ground_truth.class_ids),
         "synthetic 10k": synthetic_results(ground_truth, 10_000, seed=1),
