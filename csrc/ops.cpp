@@ -35,6 +35,8 @@ TORCH_LIBRARY(rc3d_af, m) {
   // RoI max pooling; returns (output [K, C, output_size], argmax int64 [K, C, output_size]) where
   // argmax is the index along T of the maximum, -1 for an empty bin.
   m.def("roi_pool_1d(Tensor input, Tensor rois, float spatial_scale, int output_size) -> (Tensor, Tensor)");
+  // The backward needs each RoI's batch index (rois) to place the gradient at argmax.
   m.def(
-      "_roi_pool_1d_backward(Tensor grad, Tensor argmax, int batch_size, int channels, int length) -> Tensor");
+      "_roi_pool_1d_backward(Tensor grad, Tensor rois, Tensor argmax, int batch_size, int channels, "
+      "int length) -> Tensor");
 }
