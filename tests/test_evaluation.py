@@ -214,6 +214,8 @@ def test_bad_thresholds_and_protocol() -> None:
     with pytest.raises(InputError, match=r"\(0, 1\]"):
         parse_thresholds("0,0.5")
     assert parse_thresholds("0.5:0.95:0.05")[-1] == 0.95 and len(parse_thresholds("0.5:0.95:0.05")) == 10
+    with pytest.raises(InputError, match=r"labels \['B'\] are not in its class_names"):
+        evaluate_detections(make_gt({"v": [("B", 0.0, 1.0)]}, classes=("A",)), Results(), None, [0.5])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -82,6 +82,9 @@ def build_inputs(
     if unknown_videos not in ("false_positive", "ignore"):
         raise InputError(f"unknown_videos: expected 'false_positive' or 'ignore', got {unknown_videos!r}")
     class_of = {name: i for i, name in enumerate(ground_truth.class_names)}
+    stray = {i.label for v in ground_truth.videos.values() for i in v.instances} - set(class_of)
+    if stray:
+        raise InputError(f"ground truth: labels {sorted(stray)[:5]} are not in its class_names")
     video_ids = list(ground_truth.videos)
     video_of = {vid: i for i, vid in enumerate(video_ids)}
     gt_rows = [
