@@ -159,6 +159,15 @@ def test_forward_shapes_for_every_variant() -> None:
         assert len(detections) == 2 and all(len(d) <= TINY.pre_nms_top_k for d in detections)
 
 
+def test_hard_negative_mining_through_the_model() -> None:
+    model = build_model(dataclasses.replace(TINY, ab_negative_mining="hard"), num_classes=2, in_channels=4)
+    terms = model.losses(
+        model(torch.randn(2, 4, 128)), [torch.tensor([[8.0, 40.0]])] * 2, [torch.tensor([1])] * 2
+    )
+    assert terms["num_ab_neg"].item() == terms["num_ab_pos"].item() > 0
+    terms["total"].backward()
+
+
 def test_a_longer_window_gives_proportionally_more_points() -> None:
     model = build_model(TINY, num_classes=2, in_channels=4)
     out = model(torch.randn(1, 4, 256))

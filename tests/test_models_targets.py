@@ -101,6 +101,17 @@ def test_negative_sampling_is_seeded_and_follows_the_ratio() -> None:
     assert int((many == 0).sum()) == 12 and int((many == IGNORE).sum()) == 0
 
 
+def test_hard_negative_mining_takes_the_most_confident_negatives() -> None:
+    cfg = ModelConfig(num_levels=3, anchor_scales=(1.0,), ab_negative_mining="hard")
+    foreground = torch.linspace(0.0, 0.5, 14)
+    foreground[[0, 5]] = 0.9  # the two most confident non-positive anchors
+    t = targets.assign_anchors(ANCHORS, torch.tensor([[2.0, 9.0]]), torch.tensor([0]), cfg, foreground)
+    assert (t.labels > 0).nonzero().squeeze(1).tolist() == [9, 12]
+    assert (t.labels == 0).nonzero().squeeze(1).tolist() == [0, 5]
+    with pytest.raises(ValueError, match="foreground_prob: required"):
+        targets.assign_anchors(ANCHORS, torch.tensor([[2.0, 9.0]]), torch.tensor([0]), cfg)
+
+
 def test_empty_ground_truth_gives_background_only() -> None:
     empty = torch.zeros(0, 2)
     t = targets.assign_points(POINTS, empty, torch.zeros(0, dtype=torch.int64), CFG)

@@ -99,9 +99,12 @@ class A2Net(nn.Module):
             counts["num_af_fg"] = sum(int((t.labels > 0).sum()) for t in point_targets)
             counts["num_gt_unassigned_af"] = sum(t.num_unassigned for t in point_targets)
         if "ab_cls" in outputs:
+            foreground: Sequence[torch.Tensor | None] = [None] * batch
+            if self.cfg.ab_negative_mining == "hard":
+                foreground = 1.0 - torch.softmax(outputs["ab_cls"].detach().float(), dim=-1)[..., 0]
             anchor_targets = [
-                targets.assign_anchors(outputs["anchors"], s, lab, self.cfg)
-                for s, lab in zip(gt_segments, gt_labels, strict=True)
+                targets.assign_anchors(outputs["anchors"], s, lab, self.cfg, foreground[b])
+                for b, (s, lab) in enumerate(zip(gt_segments, gt_labels, strict=True))
             ]
             terms.update(
                 losses.anchor_based_losses(

@@ -2,8 +2,9 @@
 
 Anchor-based (section III-C): an anchor is positive when its default segment has IoU > 0.5 with a
 ground truth (the highest-IoU ground truth wins); overlap target = that IoU; regression target =
-equation (1) inverted; negatives (all other anchors) are sampled ``ab_negative_ratio`` per positive
-with torch's global CPU generator, so a seeded run is deterministic on every device.
+equation (1) inverted; negatives (all other anchors) are sampled ``ab_negative_ratio`` per positive,
+at random with torch's global CPU generator (a seeded run is deterministic on every device) or, with
+``ab_negative_mining="hard"``, those with the highest predicted foreground probability.
 
 Anchor-free (section III-D): a ground truth of length ``l`` belongs to the level whose range
 ``[low, high)`` holds ``l``; a point of that level is foreground when ``t_s <= j' <= t_e``. When
@@ -63,9 +64,16 @@ def check_ground_truth(
 
 
 def assign_anchors(
-    anchors: torch.Tensor, gt_segments: torch.Tensor, gt_labels: torch.Tensor, cfg: ModelConfig
+    anchors: torch.Tensor,
+    gt_segments: torch.Tensor,
+    gt_labels: torch.Tensor,
+    cfg: ModelConfig,
+    foreground_prob: torch.Tensor | None = None,
 ) -> AnchorTargets:
-    """Targets for anchors ``[Na, 2]`` (centre, width) from ``gt_segments [M, 2]``, ``gt_labels [M]``."""
+    """Targets for anchors ``[Na, 2]`` (centre, width) from ``gt_segments [M, 2]``, ``gt_labels [M]``.
+
+    ``foreground_prob [Na]`` (1 - P(background), detached) ranks the negatives for hard mining.
+    """
     num_anchors = anchors.size(0)
     labels = torch.full((num_anchors,), IGNORE, dtype=torch.int64, device=anchors.device)
     overlaps = anchors.new_zeros(num_anchors)
@@ -84,7 +92,12 @@ def assign_anchors(
     num_pos = int(positive.sum())
     negatives = (~positive).nonzero().squeeze(1)
     num_neg = min(round(cfg.ab_negative_ratio * num_pos), negatives.numel())
-    order = torch.randperm(negatives.numel())[:num_neg].to(negatives.device)
+    if cfg.ab_negative_mining == "hard":
+        if foreground_prob is None:
+            raise ValueError("foreground_prob: required when cfg.ab_negative_mining is 'hard'")
+        order = foreground_prob[negatives].topk(num_neg).indices
+    else:
+        order = torch.randperm(negatives.numel())[:num_neg].to(negatives.device)
     labels[negatives[order]] = 0
     num_unmatched = gt_segments.size(0) - int(torch.unique(best_gt[positive]).numel())
     return AnchorTargets(labels, overlaps, deltas, num_unmatched)
