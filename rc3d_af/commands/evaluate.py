@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also mAP per ground-truth duration bucket")
     parser.add_argument("--buckets", metavar="EDGES",
                         help="bucket edges in seconds (default 1.5,2.5,4.2,6.9)")
+    parser.add_argument("--duration-rule", choices=("same_class", "a2net"), default="same_class",
+                        help="which predictions take part in a duration bucket (default same_class; a2net: "
+                        "the A2Net Table I scripts' rule)")
     parser.add_argument("--unknown-videos", choices=("false_positive", "ignore"), default="false_positive",
                         help="predictions on videos without ground truth (default: false positives, "
                         "as the official evaluators)")
@@ -77,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         report = evaluate_detections(
             ground_truth, results, args.subset, thresholds, args.protocol, args.by_duration,
             buckets=parse_buckets(args.buckets) if args.buckets else DEFAULT_BUCKETS,
+            duration_rule=args.duration_rule,
             unknown_videos=args.unknown_videos, clip_to_duration=args.clip_to_duration,
         )
     for message in report_warnings(report, args.results):

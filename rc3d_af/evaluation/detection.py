@@ -23,7 +23,7 @@ import numpy as np
 
 from rc3d_af.data.annotations import AnnotationSet
 from rc3d_af.errors import InputError
-from rc3d_af.evaluation.duration import DEFAULT_BUCKETS, Bucket, bucket_selections
+from rc3d_af.evaluation.duration import DEFAULT_BUCKETS, Bucket, BucketRule, bucket_selections
 from rc3d_af.evaluation.inputs import DetectionInputs, UnknownVideos, build_inputs, candidate_pairs
 from rc3d_af.evaluation.matching import greedy_match, interpolated_average_precision
 from rc3d_af.evaluation.results import Results
@@ -65,6 +65,7 @@ def evaluate_detections(
     by_duration: bool = False,
     *,
     buckets: Sequence[Bucket] = DEFAULT_BUCKETS,
+    duration_rule: BucketRule = "same_class",
     unknown_videos: UnknownVideos = "false_positive",
     clip_to_duration: bool = False,
 ) -> dict[str, Any]:
@@ -74,7 +75,8 @@ def evaluate_detections(
         subset: evaluate only the ground-truth videos of this subset (None: all videos).
         tiou_thresholds: floats or a string such as ``"0.1:0.7:0.1"`` / ``"0.3,0.5"``.
         protocol: ``"activitynet"`` (official eval_detection.py) or ``"thumos14"`` (the kit).
-        by_duration: add mAP per ground-truth duration bucket (see ``duration.py``).
+        by_duration: add mAP per ground-truth duration bucket of ``buckets`` (see ``duration.py``
+            for ``duration_rule``: which predictions take part in a bucket).
         unknown_videos: predictions on videos without ground truth in the subset count as false
             positives (official default) or are ignored.
         clip_to_duration: clip predictions to their video (the official evaluators do not).
@@ -101,12 +103,13 @@ def evaluate_detections(
         },
         "unknown_labels": {"labels": dict(sorted(inputs.unknown_labels.items())),
                            "predictions": sum(inputs.unknown_labels.values())},
-        "options": {"unknown_videos": unknown_videos, "clip_to_duration": clip_to_duration},
+        "options": {"unknown_videos": unknown_videos, "clip_to_duration": clip_to_duration,
+                    "duration_rule": duration_rule if by_duration else None},
     }
     if by_duration:
         details = {}
-        for bucket, (gt_mask, pred_mask) in zip(buckets, bucket_selections(inputs, buckets, protocol),
-                                                strict=True):
+        selections = bucket_selections(inputs, buckets, protocol, duration_rule)
+        for bucket, (gt_mask, pred_mask) in zip(buckets, selections, strict=True):
             part = inputs.select(gt_mask, pred_mask)
             high = bucket.high if np.isfinite(bucket.high) else None  # JSON has no infinity
             details[bucket.name] = {"range_s": [bucket.low, high],
