@@ -11,7 +11,8 @@ Tie rule (both protocols; the official code sorts with an unstable quicksort, so
 tied scores is arbitrary): a stable sort by decreasing score, ties kept in input order (videos in
 order of first appearance in the results, detections of a video in file order); the kit protocol
 puts ties in video-name order first, as the kit does. Among ground truths with equal tIoU, the
-one listed first in the annotations is taken.
+one listed first in the annotations is taken. A zero-length prediction on an identical
+zero-length ground truth has IoU 0 here (the official code computes 0/0 = NaN and then matches it).
 """
 
 from __future__ import annotations
