@@ -18,28 +18,28 @@ def format_report(report: dict[str, Any], per_class: bool = True) -> str:
     if report.get("task") == "proposals":
         return _format_proposals(report)
     thresholds = report["tiou_thresholds"]
-    header = "".join(f"{t:>7g}" for t in thresholds) + "    avg"
+    header = "".join(f"{t:>7g}" for t in thresholds) + "    avg"  # columns of " 12.34"
     lines = [
         f"Detection mAP (%), {report['protocol']} protocol, subset {report['subset'] or 'all'}: "
         f"{report['videos']} videos, {report['ground_truths']} ground truths, "
         f"{report['predictions']} predictions, {report['classes_scored']} classes",
-        f"{'tIoU':<22}{header}",
-        f"{'mAP':<22}" + "".join(f" {_pct(v)}" for v in report["mAP"]) + f" {_pct(report['average_mAP'])}",
+        f"{'tIoU':<30}{header}",
+        f"{'mAP':<30}" + "".join(f" {_pct(v)}" for v in report["mAP"]) + f" {_pct(report['average_mAP'])}",
     ]
     if "average_mAP_0.3_0.7" in report:
-        lines.append(f"{'avg mAP 0.3:0.7':<22} {_pct(report['average_mAP_0.3_0.7'])}")
+        lines.append(f"{'avg mAP 0.3:0.7':<30} {_pct(report['average_mAP_0.3_0.7'])}")
     if per_class:
-        lines.append(f"{'class (GT / preds)':<22}")
+        lines.append("AP per class (ground truths / predictions)")
         for name, entry in report["per_class"].items():
-            label = f"{name[:13]} ({entry['ground_truths']}/{entry['predictions']})"
+            label = f"{name[:17]} ({entry['ground_truths']}/{entry['predictions']})"
             values = entry["AP"] or [None] * len(thresholds)
-            lines.append(f"  {label:<20}" + "".join(f" {_pct(v)}" for v in values))
+            lines.append(f"  {label:<28}" + "".join(f" {_pct(v)}" for v in values))
     if "by_duration_details" in report:
-        lines.append(f"{'by GT duration (s)':<22}")
+        lines.append("mAP by ground-truth duration (bucket [s), ground truths)")
         for name, entry in report["by_duration_details"].items():
             low, high = entry["range_s"]
             label = f"{name} [{low:g},{'inf' if high is None else f'{high:g}'}) {entry['ground_truths']}"
-            lines.append(f"  {label:<20}" + "".join(f" {_pct(v)}" for v in entry["mAP"])
+            lines.append(f"  {label:<28}" + "".join(f" {_pct(v)}" for v in entry["mAP"])
                          + f" {_pct(entry['average_mAP'])}")
     if "ambiguous_dropped" in report:
         lines.append(f"unmatched predictions on Ambiguous intervals, dropped: {report['ambiguous_dropped']}")
