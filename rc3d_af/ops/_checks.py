@@ -78,3 +78,23 @@ def check_positive_int(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{name}: expected a positive integer, got {value!r}")
     return value
+
+
+def check_labels(labels: object, segments: torch.Tensor, name: str = "labels") -> torch.Tensor:
+    """``labels``: integer ``[N]`` (one class id per segment), on the device of ``segments``."""
+    labels = check_tensor(labels, name)
+    if labels.dim() != 1 or labels.size(0) != segments.size(0):
+        raise ValueError(f"{name}: expected shape [{segments.size(0)}] (one per segment), got {list(labels.shape)}")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise TypeError(f"{name}: expected an integer dtype, got {str(labels.dtype).removeprefix('torch.')}")
+    check_same_device(segments=segments, **{name: labels})
+    return labels
+
+
+def check_number(value: object, name: str, *, positive: bool = False) -> float:
+    """A real number, not NaN (and > 0 when ``positive``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise TypeError(f"{name}: expected a number, got {value!r}")
+    if positive and not value > 0:
+        raise ValueError(f"{name}: expected a positive number, got {value}")
+    return float(value)

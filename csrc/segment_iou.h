@@ -1,0 +1,70 @@
+// The one segment IoU formula shared by the CPU and CUDA kernels, and the argument checks of the
+// segment ops (segment_iou, nms_1d, batched_nms_1d, soft_nms_1d).
+//
+// Segments are (start, end) pairs in any continuous unit; a segment's length is end - start (no "+1").
+// The pure-PyTorch reference (rc3d_af/ops/nms.py, segment_iou_reference) performs the same floating-
+// point operations in the same order, so compiled and reference results agree bit for bit.
+
+#pragma once
+
+#include <ATen/ATen.h>
+#include <c10/macros/Macros.h>
+
+namespace rc3d_af {
+
+// IoU of [s1, e1] and [s2, e2]: intersection / union, with union = len1 + len2 - intersection.
+// Disjoint or touching segments give 0; two zero-length segments (union 0) give 0, not NaN.
+// Symmetric in its two segments (IEEE addition is commutative).
+template <typename T>
+C10_HOST_DEVICE inline T segment_iou_pair(T s1, T e1, T s2, T e2) {
+  const T lo = s1 > s2 ? s1 : s2;
+  const T hi = e1 < e2 ? e1 : e2;
+  const T overlap = hi - lo;
+  const T inter = overlap > T(0) ? overlap : T(0);
+  const T uni = (e1 - s1) + (e2 - s2) - inter;
+  return uni > T(0) ? inter / uni : T(0);
+}
+
+inline void check_segments_arg(const at::Tensor& segments, const char* name) {
+  TORCH_CHECK(segments.dim() == 2 && segments.size(1) == 2, name,
+              ": expected shape [N, 2] of (start, end), got ", segments.sizes());
+  TORCH_CHECK(segments.scalar_type() == at::kFloat || segments.scalar_type() == at::kDouble, name,
+              ": expected dtype float32 or float64, got ", segments.scalar_type());
+}
+
+// Value checks cost one pass over the data (and a device sync on CUDA); the NMS kernels need them
+// because a NaN score would break the sort order.
+inline void check_segment_values(const at::Tensor& segments, const char* name) {
+  if (segments.numel() == 0) {
+    return;
+  }
+  TORCH_CHECK(!at::isnan(segments).any().item<bool>(), name, ": contains NaN");
+  TORCH_CHECK(!at::lt(segments.select(1, 1), segments.select(1, 0)).any().item<bool>(), name,
+              ": a segment has end < start; segments must be (start, end)");
+}
+
+inline void check_scores_arg(const at::Tensor& scores, const at::Tensor& segments) {
+  TORCH_CHECK(scores.dim() == 1 && scores.size(0) == segments.size(0), "scores: expected shape [",
+              segments.size(0), "] (one per segment), got ", scores.sizes());
+  TORCH_CHECK(scores.scalar_type() == segments.scalar_type(), "scores: dtype ", scores.scalar_type(),
+              " differs from segments dtype ", segments.scalar_type());
+  TORCH_CHECK(scores.device() == segments.device(), "scores: on ", scores.device(),
+              " but segments on ", segments.device());
+  TORCH_CHECK(scores.numel() == 0 || !at::isnan(scores).any().item<bool>(), "scores: contains NaN");
+}
+
+inline void check_labels_arg(const at::Tensor& labels, const at::Tensor& segments) {
+  TORCH_CHECK(labels.dim() == 1 && labels.size(0) == segments.size(0), "labels: expected shape [",
+              segments.size(0), "] (one per segment), got ", labels.sizes());
+  TORCH_CHECK(at::isIntegralType(labels.scalar_type(), /*includeBool=*/false),
+              "labels: expected an integer dtype, got ", labels.scalar_type());
+  TORCH_CHECK(labels.device() == segments.device(), "labels: on ", labels.device(),
+              " but segments on ", segments.device());
+}
+
+inline void check_iou_threshold_arg(double iou_threshold) {
+  TORCH_CHECK(iou_threshold >= 0.0 && iou_threshold <= 1.0,
+              "iou_threshold: expected a number in [0, 1], got ", iou_threshold);
+}
+
+}  // namespace rc3d_af

@@ -1,0 +1,290 @@
+"""Segment IoU, NMS, batched (per-label) NMS and soft-NMS for 1D segments.
+
+Segments are ``[N, 2]`` tensors of (start, end) in any continuous unit; a segment's length is
+``end - start`` (no "+1"). The IoU of two segments is ``intersection / union`` with
+``union = length_a + length_b - intersection``; disjoint or touching segments have IoU 0, and so do
+two zero-length segments (their union is 0). Inputs are float32 or float64; integer or mixed dtypes,
+mixed devices, NaN and ``end < start`` are rejected with a message naming the argument.
+
+Each public function runs the compiled kernel of ``rc3d_af._C`` for the input's device when it is
+built (CPU kernels for all four ops, CUDA kernels for ``segment_iou``, ``nms_1d`` and
+``batched_nms_1d``; ``soft_nms_1d`` on CUDA input runs the CPU kernel on a copy and returns results
+on the input's device), and otherwise the pure-PyTorch reference of the same name + ``_reference``.
+The references perform the same floating-point operations in the same order as the kernels (IoU in
+the input dtype, compared with the threshold in float64), so both give identical indices; they are
+also the test oracles.
+
+Under ``torch.compile`` the value checks (NaN, ``end < start``), which branch on tensor data, are
+left to the kernels, which raise ``RuntimeError`` with the same messages.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rc3d_af.ops._checks import (
+    check_floating,
+    check_labels,
+    check_number,
+    check_probability,
+    check_same_device,
+    check_scores,
+    check_segments,
+)
+from rc3d_af.ops._extension import STATUS, use_compiled
+
+__all__ = [
+    "batched_nms_1d",
+    "batched_nms_1d_reference",
+    "nms_1d",
+    "nms_1d_reference",
+    "segment_iou",
+    "segment_iou_reference",
+    "soft_nms_1d",
+    "soft_nms_1d_reference",
+]
+
+KERNEL_DTYPES = (torch.float32, torch.float64)
+SOFT_NMS_METHODS = {"linear": 0, "gaussian": 1}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Public ops
+# ----------------------------------------------------------------------------------------------------
+
+
+def segment_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU of every pair of segments.
+
+    Args:
+        a: ``[N, 2]`` (start, end), float32 or float64.
+        b: ``[M, 2]`` (start, end), same dtype and device as ``a``.
+
+    Returns:
+        ``[N, M]`` IoU in ``[0, 1]``, dtype of the inputs (0 for disjoint segments and for pairs
+        whose union is empty).
+    """
+    if not torch.compiler.is_compiling():
+        _check_segments(a, "a")
+        _check_segments(b, "b")
+        if b.dtype != a.dtype:
+            raise TypeError(f"b: dtype {b.dtype} differs from a dtype {a.dtype}")
+        check_same_device(a=a, b=b)
+    if use_compiled(a):
+        return torch.ops.rc3d_af.segment_iou(a, b)
+    return segment_iou_reference(a, b)
+
+
+def nms_1d(segments: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """Greedy non-maximum suppression of segments (``torchvision.ops.nms`` for 1D).
+
+    Segments are visited by decreasing score, equal scores in index order; a segment is dropped when
+    its IoU with an already kept one is strictly greater than ``iou_threshold``.
+
+    Args:
+        segments: ``[N, 2]`` (start, end), float32 or float64.
+        scores: ``[N]``, same dtype and device.
+        iou_threshold: in ``[0, 1]``; 0 drops anything that overlaps a kept segment at all, 1 keeps all.
+
+    Returns:
+        int64 ``[K]`` indices of the kept segments, by decreasing score.
+    """
+    iou_threshold = check_probability(iou_threshold, "iou_threshold")
+    if not torch.compiler.is_compiling():
+        _check_segments(segments, "segments")
+        check_scores(scores, segments)
+    if use_compiled(segments):
+        return torch.ops.rc3d_af.nms_1d(segments, scores, iou_threshold)
+    return nms_1d_reference(segments, scores, iou_threshold)
+
+
+def batched_nms_1d(
+    segments: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, iou_threshold: float
+) -> torch.Tensor:
+    """:func:`nms_1d` run independently for each label, in one call.
+
+    Segments of different labels never suppress each other.
+
+    Args:
+        segments: ``[N, 2]`` (start, end), float32 or float64.
+        scores: ``[N]``, same dtype and device.
+        labels: ``[N]`` integer class ids (any values), same device.
+        iou_threshold: in ``[0, 1]``.
+
+    Returns:
+        int64 ``[K]`` indices kept, sorted by decreasing score (equal scores in index order).
+    """
+    iou_threshold = check_probability(iou_threshold, "iou_threshold")
+    if not torch.compiler.is_compiling():
+        _check_segments(segments, "segments")
+        check_scores(scores, segments)
+        check_labels(labels, segments)
+    if use_compiled(segments):
+        return torch.ops.rc3d_af.batched_nms_1d(segments, scores, labels, iou_threshold)
+    return batched_nms_1d_reference(segments, scores, labels, iou_threshold)
+
+
+def soft_nms_1d(
+    segments: torch.Tensor,
+    scores: torch.Tensor,
+    iou_threshold: float,
+    sigma: float,
+    min_score: float,
+    method: str = "gaussian",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Soft-NMS: decay the scores of overlapping segments instead of dropping them.
+
+    Repeatedly selects the remaining segment with the highest current score (on equal current
+    scores, the lowest index) and multiplies the score of every other remaining segment by a weight
+    of its IoU with the selected one: ``"linear"``: ``1 - IoU`` where ``IoU > iou_threshold`` (else
+    1); ``"gaussian"``: ``exp(-IoU**2 / sigma)`` (``iou_threshold`` unused). Segments whose score is
+    (or falls) below ``min_score`` are dropped. Weights are computed in float64, scores rounded back
+    to the input dtype. O(N^2); the kernel runs on the CPU (CUDA input is copied there and back).
+
+    Args:
+        segments: ``[N, 2]`` (start, end), float32 or float64.
+        scores: ``[N]``, same dtype and device.
+        iou_threshold: in ``[0, 1]``.
+        sigma: > 0.
+        min_score: a number (``-inf`` keeps every segment).
+        method: ``"gaussian"`` or ``"linear"``.
+
+    Returns:
+        ``(keep, new_scores)``: int64 ``[K]`` indices in selection order and their decayed scores
+        ``[K]`` (non-increasing), on the input's device.
+    """
+    iou_threshold = check_probability(iou_threshold, "iou_threshold")
+    sigma = check_number(sigma, "sigma", positive=True)
+    min_score = check_number(min_score, "min_score")
+    if method not in SOFT_NMS_METHODS:
+        raise ValueError(f"method: expected one of {sorted(SOFT_NMS_METHODS)}, got {method!r}")
+    if not torch.compiler.is_compiling():
+        _check_segments(segments, "segments")
+        check_scores(scores, segments)
+    if not STATUS.loaded:
+        return soft_nms_1d_reference(segments, scores, iou_threshold, sigma, min_score, method)
+    keep, new_scores = torch.ops.rc3d_af.soft_nms_1d(
+        segments.cpu(), scores.cpu(), iou_threshold, sigma, min_score, SOFT_NMS_METHODS[method]
+    )
+    return keep.to(segments.device), new_scores.to(segments.device)
+
+
+def _check_segments(segments: object, name: str) -> torch.Tensor:
+    segments = check_segments(segments, name)
+    check_floating(segments, name, KERNEL_DTYPES)
+    return segments
+
+
+# ----------------------------------------------------------------------------------------------------
+# Pure-PyTorch references: the fallback when the kernels are not built, and the test oracles.
+# They expect already checked arguments.
+# ----------------------------------------------------------------------------------------------------
+
+
+def segment_iou_reference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``[N, 2]``, ``[M, 2]`` -> ``[N, M]``; the operations of csrc/segment_iou.h, in its order."""
+    lo = torch.maximum(a[:, None, 0], b[None, :, 0])
+    hi = torch.minimum(a[:, None, 1], b[None, :, 1])
+    overlap = hi - lo
+    # where() rather than clamp(): like the kernel's comparison, it maps a NaN (inf - inf) to 0.
+    inter = torch.where(overlap > 0, overlap, torch.zeros_like(overlap))
+    union = ((a[:, 1] - a[:, 0])[:, None] + (b[:, 1] - b[:, 0])[None, :]) - inter
+    return torch.where(union > 0, inter / union, torch.zeros_like(inter))
+
+
+def nms_1d_reference(segments: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """Reference of :func:`nms_1d`."""
+    return _greedy_nms_reference(segments, scores, None, iou_threshold)
+
+
+def batched_nms_1d_reference(
+    segments: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, iou_threshold: float
+) -> torch.Tensor:
+    """Reference of :func:`batched_nms_1d`."""
+    return _greedy_nms_reference(segments, scores, labels, iou_threshold)
+
+
+def _greedy_nms_reference(
+    segments: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor | None, iou_threshold: float
+) -> torch.Tensor:
+    # One iteration per kept segment: it suppresses every later candidate (same label) above the threshold.
+    order = torch.sort(scores, descending=True, stable=True).indices
+    ordered = segments[order]
+    groups = labels[order] if labels is not None else None
+    suppressed = torch.zeros(order.numel(), dtype=torch.bool, device=segments.device)
+    kept: list[int] = []
+    position = 0
+    while position < order.numel():
+        kept.append(position)
+        hit = segment_iou_reference(ordered[position : position + 1], ordered)[0].double() > iou_threshold
+        if groups is not None:
+            hit &= groups == groups[position]
+        suppressed |= hit
+        remaining = (~suppressed[position + 1 :]).nonzero()
+        if remaining.numel() == 0:
+            break
+        position += 1 + int(remaining[0, 0])
+    return order[torch.tensor(kept, dtype=torch.long, device=segments.device)]
+
+
+def soft_nms_1d_reference(
+    segments: torch.Tensor,
+    scores: torch.Tensor,
+    iou_threshold: float,
+    sigma: float,
+    min_score: float,
+    method: str = "gaussian",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference of :func:`soft_nms_1d`."""
+    current = scores.clone()
+    alive = (current.double() >= min_score).nonzero()[:, 0]  # increasing index
+    keep: list[torch.Tensor] = []
+    while alive.numel():
+        best_pos = int(torch.argmax(current[alive]))  # first maximum: the lowest index on ties
+        best = alive[best_pos]
+        keep.append(best)
+        alive = torch.cat([alive[:best_pos], alive[best_pos + 1 :]])
+        iou = segment_iou_reference(segments[best].view(1, 2), segments[alive])[0].double()
+        if method == "gaussian":
+            weight = torch.exp(-(iou * iou) / sigma)
+        else:
+            weight = torch.where(iou > iou_threshold, 1.0 - iou, torch.ones_like(iou))
+        current[alive] = (current[alive].double() * weight).to(current.dtype)
+        alive = alive[current[alive].double() >= min_score]
+    index = torch.stack(keep) if keep else torch.zeros(0, dtype=torch.long, device=segments.device)
+    return index, current[index]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Fake (meta) kernels: output shapes for torch.compile / FakeTensor tracing.
+# ----------------------------------------------------------------------------------------------------
+
+if STATUS.loaded:
+
+    @torch.library.register_fake("rc3d_af::segment_iou")
+    def _segment_iou_fake(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a.new_empty((a.shape[0], b.shape[0]))
+
+    @torch.library.register_fake("rc3d_af::nms_1d")
+    def _nms_1d_fake(segments: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+        kept = torch.library.get_ctx().new_dynamic_size()
+        return segments.new_empty((kept,), dtype=torch.long)
+
+    @torch.library.register_fake("rc3d_af::batched_nms_1d")
+    def _batched_nms_1d_fake(
+        segments: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, iou_threshold: float
+    ) -> torch.Tensor:
+        kept = torch.library.get_ctx().new_dynamic_size()
+        return segments.new_empty((kept,), dtype=torch.long)
+
+    @torch.library.register_fake("rc3d_af::soft_nms_1d")
+    def _soft_nms_1d_fake(
+        segments: torch.Tensor,
+        scores: torch.Tensor,
+        iou_threshold: float,
+        sigma: float,
+        min_score: float,
+        method: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        kept = torch.library.get_ctx().new_dynamic_size()
+        return segments.new_empty((kept,), dtype=torch.long), scores.new_empty((kept,))
