@@ -24,6 +24,21 @@ POINTS = anchor_free.point_grid(LENGTHS, STRIDES)
 ANCHORS = anchor_based.anchor_grid(LENGTHS, STRIDES, CFG.anchor_scales)
 
 
+def points_of(gt: torch.Tensor, labels: torch.Tensor, cfg: ModelConfig = CFG) -> PointTargets:
+    """Targets of a one-window batch, with the batch dimension removed."""
+    t = targets.assign_points(POINTS, [gt], [labels], cfg)
+    return PointTargets(t.labels[0], t.distances[0], t.num_unassigned)
+
+
+def anchors_of(
+    gt: torch.Tensor, labels: torch.Tensor, cfg: ModelConfig = CFG, foreground: torch.Tensor | None = None
+) -> AnchorTargets:
+    """Targets of a one-window batch, with the batch dimension removed."""
+    fg = None if foreground is None else foreground[None]
+    t = targets.assign_anchors(ANCHORS, [gt], [labels], cfg, fg)
+    return AnchorTargets(t.labels[0], t.overlaps[0], t.deltas[0], t.num_unmatched)
+
+
 def smooth_l1(x: float) -> float:
     return 0.5 * x * x if abs(x) < 1 else abs(x) - 0.5
 
@@ -42,7 +57,7 @@ def test_geometry_matches_equation_2_and_the_anchor_layout() -> None:
 def test_anchor_free_assignment_levels_points_and_distances() -> None:
     gt = torch.tensor([[2.0, 9.0], [12.0, 16.0], [0.5, 0.9], [3.0, 8.0]])
     labels = torch.tensor([0, 1, 1, 2])
-    t = targets.assign_points(POINTS, gt, labels, CFG)
+    t = points_of(gt, labels)
     # [2, 9] (length 7) and [3, 8] (length 5) go to level 1, [12, 16] (length 4) too, [0.5, 0.9] to
     # level 0 where no point lies inside it. Point 6 lies in both [2, 9] and [3, 8]: the shorter wins.
     expected = torch.zeros(14, dtype=torch.int64)
@@ -58,7 +73,7 @@ def test_anchor_free_assignment_levels_points_and_distances() -> None:
 
 def test_anchor_free_custom_ranges_and_stride_normalisation() -> None:
     cfg = ModelConfig(num_levels=3, af_length_ranges=((0, 1), (1, 2), (2, 100)), af_normalize_distances=True)
-    t = targets.assign_points(POINTS, torch.tensor([[2.0, 9.0]]), torch.tensor([0]), cfg)
+    t = points_of(torch.tensor([[2.0, 9.0]]), torch.tensor([0]), cfg)
     # Length 7 now belongs to level 2: points 4 (index 12) only; distances (2, 5) / stride 8.
     assert t.labels.nonzero().squeeze(1).tolist() == [12]
     assert t.distances[12].tolist() == [0.25, 0.625]
@@ -68,7 +83,7 @@ def test_anchor_based_assignment_positives_overlaps_and_deltas() -> None:
     gt = torch.tensor([[2.0, 9.0], [12.0, 16.0], [5.0, 11.0]])
     labels = torch.tensor([0, 1, 1])
     torch.manual_seed(0)
-    t = targets.assign_anchors(ANCHORS, gt, labels, CFG)
+    t = anchors_of(gt, labels)
     # [2, 9]: anchor [4, 8] (index 9) IoU 4/7, anchor [0, 8] (index 12) IoU 6/9; [12, 16]: anchor
     # [12, 16] (index 11) IoU 1 ([12, 14] and [8, 16] have exactly 0.5: not > 0.5). [5, 11] reaches
     # at most 3/7 (anchor [4, 8]) and 4/8 (anchor [8, 12]): unmatched.
@@ -90,14 +105,14 @@ def test_anchor_based_assignment_positives_overlaps_and_deltas() -> None:
 def test_negative_sampling_is_seeded_and_follows_the_ratio() -> None:
     gt, labels = torch.tensor([[2.0, 9.0]]), torch.tensor([0])
     torch.manual_seed(7)
-    first = targets.assign_anchors(ANCHORS, gt, labels, CFG).labels
+    first = anchors_of(gt, labels).labels
     torch.manual_seed(7)
-    second = targets.assign_anchors(ANCHORS, gt, labels, CFG).labels
+    second = anchors_of(gt, labels).labels
     assert torch.equal(first, second)
     assert int((first > 0).sum()) == 2 and int((first == 0).sum()) == 2
     # A ratio larger than the supply takes every other anchor.
     greedy = ModelConfig(num_levels=3, anchor_scales=(1.0,), ab_negative_ratio=100.0)
-    many = targets.assign_anchors(ANCHORS, gt, labels, greedy).labels
+    many = anchors_of(gt, labels, greedy).labels
     assert int((many == 0).sum()) == 12 and int((many == IGNORE).sum()) == 0
 
 
@@ -105,18 +120,39 @@ def test_hard_negative_mining_takes_the_most_confident_negatives() -> None:
     cfg = ModelConfig(num_levels=3, anchor_scales=(1.0,), ab_negative_mining="hard")
     foreground = torch.linspace(0.0, 0.5, 14)
     foreground[[0, 5]] = 0.9  # the two most confident non-positive anchors
-    t = targets.assign_anchors(ANCHORS, torch.tensor([[2.0, 9.0]]), torch.tensor([0]), cfg, foreground)
+    t = anchors_of(torch.tensor([[2.0, 9.0]]), torch.tensor([0]), cfg, foreground)
     assert (t.labels > 0).nonzero().squeeze(1).tolist() == [9, 12]
     assert (t.labels == 0).nonzero().squeeze(1).tolist() == [0, 5]
     with pytest.raises(ValueError, match="foreground_prob: required"):
-        targets.assign_anchors(ANCHORS, torch.tensor([[2.0, 9.0]]), torch.tensor([0]), cfg)
+        anchors_of(torch.tensor([[2.0, 9.0]]), torch.tensor([0]), cfg)
+
+
+def test_a_padded_batch_assigns_each_window_like_alone() -> None:
+    gts = [
+        torch.tensor([[2.0, 9.0], [12.0, 16.0], [3.0, 8.0]]),
+        torch.zeros(0, 2),
+        torch.tensor([[0.0, 16.0]]),
+    ]
+    labels = [torch.tensor([0, 1, 2]), torch.zeros(0, dtype=torch.int64), torch.tensor([1])]
+    batch = targets.assign_points(POINTS, gts, labels, CFG)
+    alone = [points_of(g, lab) for g, lab in zip(gts, labels, strict=True)]
+    assert torch.equal(batch.labels, torch.stack([t.labels for t in alone]))
+    assert torch.equal(batch.distances, torch.stack([t.distances for t in alone]))
+    assert batch.num_unassigned == sum(t.num_unassigned for t in alone)
+    greedy = ModelConfig(num_levels=3, anchor_scales=(1.0,), ab_negative_ratio=100.0)  # no sampling
+    batch_ab = targets.assign_anchors(ANCHORS, gts, labels, greedy)
+    alone_ab = [anchors_of(g, lab, greedy) for g, lab in zip(gts, labels, strict=True)]
+    assert torch.equal(batch_ab.labels, torch.stack([t.labels for t in alone_ab]))
+    torch.testing.assert_close(batch_ab.overlaps, torch.stack([t.overlaps for t in alone_ab]))
+    torch.testing.assert_close(batch_ab.deltas, torch.stack([t.deltas for t in alone_ab]))
+    assert batch_ab.num_unmatched == sum(t.num_unmatched for t in alone_ab) == 1  # [0, 16]: best IoU 0.5
 
 
 def test_empty_ground_truth_gives_background_only() -> None:
     empty = torch.zeros(0, 2)
-    t = targets.assign_points(POINTS, empty, torch.zeros(0, dtype=torch.int64), CFG)
+    t = points_of(empty, torch.zeros(0, dtype=torch.int64))
     assert int(t.labels.sum()) == 0 and t.num_unassigned == 0
-    a = targets.assign_anchors(ANCHORS, empty, torch.zeros(0, dtype=torch.int64), CFG)
+    a = anchors_of(empty, torch.zeros(0, dtype=torch.int64))
     assert bool((a.labels == IGNORE).all()) and a.num_unmatched == 0
 
 
@@ -139,8 +175,8 @@ def test_anchor_free_losses_by_hand() -> None:
     # point 1 background with logits (ln 4, 0) -> p = 4/5.
     logits = torch.tensor([[[0.0, math.log(3.0)], [math.log(4.0), 0.0]]], requires_grad=True)
     distances = torch.tensor([[[1.0, 2.5], [9.0, 9.0]]], requires_grad=True)
-    target = PointTargets(torch.tensor([1, 0]), torch.tensor([[0.5, 0.0], [0.0, 0.0]]), 0)
-    terms = losses.anchor_free_losses(logits, distances, [target])
+    target = PointTargets(torch.tensor([[1, 0]]), torch.tensor([[[0.5, 0.0], [0.0, 0.0]]]), 0)
+    terms = losses.anchor_free_losses(logits, distances, target)
     assert terms["af_cls"].item() == pytest.approx(-(math.log(3 / 4) + math.log(4 / 5)) / 2)
     # Only the foreground point regresses: smoothL1(0.5) + smoothL1(2.5) = 0.125 + 2.0.
     assert terms["af_reg"].item() == pytest.approx(smooth_l1(0.5) + smooth_l1(2.5))
@@ -154,12 +190,12 @@ def test_anchor_based_losses_by_hand() -> None:
     overlap = torch.tensor([[0.0, 3.0, 3.0]])  # sigmoid(0) = 0.5
     deltas = torch.tensor([[[1.0, -3.0], [7.0, 7.0], [7.0, 7.0]]])
     target = AnchorTargets(
-        labels=torch.tensor([1, 0, IGNORE]),
-        overlaps=torch.tensor([0.6, 0.0, 0.0]),
-        deltas=torch.tensor([[0.2, -1.0], [0.0, 0.0], [0.0, 0.0]]),
+        labels=torch.tensor([[1, 0, IGNORE]]),
+        overlaps=torch.tensor([[0.6, 0.0, 0.0]]),
+        deltas=torch.tensor([[[0.2, -1.0], [0.0, 0.0], [0.0, 0.0]]]),
         num_unmatched=0,
     )
-    terms = losses.anchor_based_losses(logits, overlap, deltas, [target])
+    terms = losses.anchor_based_losses(logits, overlap, deltas, target)
     assert terms["ab_cls"].item() == pytest.approx(-(math.log(2 / 3) + math.log(1 / 2)) / 2)
     assert terms["ab_overlap"].item() == pytest.approx((0.5 - 0.6) ** 2)
     assert terms["ab_reg"].item() == pytest.approx(smooth_l1(0.8) + smooth_l1(-2.0))
@@ -167,8 +203,8 @@ def test_anchor_based_losses_by_hand() -> None:
 
 def test_terms_with_nothing_to_average_are_zero_but_attached() -> None:
     distances = torch.ones(1, 3, 2, requires_grad=True)
-    target = PointTargets(torch.zeros(3, dtype=torch.int64), torch.zeros(3, 2), 0)
-    terms = losses.anchor_free_losses(torch.zeros(1, 3, 2, requires_grad=True), distances, [target])
+    target = PointTargets(torch.zeros(1, 3, dtype=torch.int64), torch.zeros(1, 3, 2), 0)
+    terms = losses.anchor_free_losses(torch.zeros(1, 3, 2, requires_grad=True), distances, target)
     assert terms["af_reg"].item() == 0.0
     terms["af_reg"].backward()
     assert distances.grad is not None and distances.grad.abs().sum() == 0

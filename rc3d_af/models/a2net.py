@@ -89,31 +89,27 @@ class A2Net(nn.Module):
         for b, (segments, labels) in enumerate(zip(gt_segments, gt_labels, strict=True)):
             targets.check_ground_truth(segments, labels, self.num_classes, b)
         terms: dict[str, torch.Tensor] = {}
-        counts: dict[str, float] = {}
+        counts: dict[str, int] = {}
         if "af_cls" in outputs:
-            point_targets = [
-                targets.assign_points(outputs["points"], s, lab, self.cfg)
-                for s, lab in zip(gt_segments, gt_labels, strict=True)
-            ]
+            point_targets = targets.assign_points(outputs["points"], gt_segments, gt_labels, self.cfg)
             terms.update(losses.anchor_free_losses(outputs["af_cls"], outputs["af_reg"], point_targets))
-            counts["num_af_fg"] = sum(int((t.labels > 0).sum()) for t in point_targets)
-            counts["num_gt_unassigned_af"] = sum(t.num_unassigned for t in point_targets)
+            counts["num_af_fg"] = int((point_targets.labels > 0).sum())
+            counts["num_gt_unassigned_af"] = point_targets.num_unassigned
         if "ab_cls" in outputs:
-            foreground: Sequence[torch.Tensor | None] = [None] * batch
+            foreground = None
             if self.cfg.ab_negative_mining == "hard":
                 foreground = 1.0 - torch.softmax(outputs["ab_cls"].detach().float(), dim=-1)[..., 0]
-            anchor_targets = [
-                targets.assign_anchors(outputs["anchors"], s, lab, self.cfg, foreground[b])
-                for b, (s, lab) in enumerate(zip(gt_segments, gt_labels, strict=True))
-            ]
+            anchor_targets = targets.assign_anchors(
+                outputs["anchors"], gt_segments, gt_labels, self.cfg, foreground
+            )
             terms.update(
                 losses.anchor_based_losses(
                     outputs["ab_cls"], outputs["ab_overlap"], outputs["ab_reg"], anchor_targets
                 )
             )
-            counts["num_ab_pos"] = sum(int((t.labels > 0).sum()) for t in anchor_targets)
-            counts["num_ab_neg"] = sum(int((t.labels == 0).sum()) for t in anchor_targets)
-            counts["num_gt_unmatched_ab"] = sum(t.num_unmatched for t in anchor_targets)
+            counts["num_ab_pos"] = int((anchor_targets.labels > 0).sum())
+            counts["num_ab_neg"] = int((anchor_targets.labels == 0).sum())
+            counts["num_gt_unmatched_ab"] = anchor_targets.num_unmatched
         terms["total"] = losses.total_loss(terms, self.cfg)
         terms.update({name: torch.tensor(float(value)) for name, value in counts.items()})
         return terms

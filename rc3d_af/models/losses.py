@@ -19,12 +19,11 @@ from rc3d_af.models.targets import AnchorTargets, PointTargets
 
 
 def anchor_free_losses(
-    cls_logits: torch.Tensor, distances: torch.Tensor, targets: list[PointTargets]
+    cls_logits: torch.Tensor, distances: torch.Tensor, targets: PointTargets
 ) -> dict[str, torch.Tensor]:
-    """``cls_logits [B, Np, C+1]``, ``distances [B, Np, 2]`` (regression units), one target per window
+    """``cls_logits [B, Np, C+1]``, ``distances [B, Np, 2]`` (regression units) and their targets
     -> ``af_cls`` (6) and ``af_reg`` (7)."""
-    labels = torch.stack([t.labels for t in targets])  # [B, Np]
-    target_distances = torch.stack([t.distances for t in targets])  # [B, Np, 2]
+    labels, target_distances = targets.labels, targets.distances
     af_cls = F.cross_entropy(cls_logits.flatten(0, 1).float(), labels.flatten())
     foreground = labels > 0
     af_reg = _mean_over(
@@ -36,13 +35,12 @@ def anchor_free_losses(
 
 
 def anchor_based_losses(
-    cls_logits: torch.Tensor, overlap_logits: torch.Tensor, deltas: torch.Tensor, targets: list[AnchorTargets]
+    cls_logits: torch.Tensor, overlap_logits: torch.Tensor, deltas: torch.Tensor, targets: AnchorTargets
 ) -> dict[str, torch.Tensor]:
-    """``cls_logits [B, Na, C+1]``, ``overlap_logits [B, Na]``, ``deltas [B, Na, 2]``, one target per
-    window -> ``ab_cls`` (8), ``ab_overlap`` (9) and ``ab_reg`` (10)."""
-    labels = torch.stack([t.labels for t in targets])  # [B, Na], IGNORE = -1
-    target_overlaps = torch.stack([t.overlaps for t in targets])
-    target_deltas = torch.stack([t.deltas for t in targets])
+    """``cls_logits [B, Na, C+1]``, ``overlap_logits [B, Na]``, ``deltas [B, Na, 2]`` and their targets
+    -> ``ab_cls`` (8), ``ab_overlap`` (9) and ``ab_reg`` (10)."""
+    labels = targets.labels  # [B, Na], IGNORE = -1
+    target_overlaps, target_deltas = targets.overlaps, targets.deltas
     sampled = labels >= 0
     ab_cls = _mean_over(
         F.cross_entropy(cls_logits[sampled].float(), labels[sampled], reduction="sum"),

@@ -11,10 +11,12 @@ Anchor-free (section III-D): a ground truth of length ``l`` belongs to the level
 several ground truths of its level hold a point, the shortest wins.
 
 Ground truths are in window positions; class ids are 0..C-1 and become targets 1..C (0 = background).
+A batch is assigned in one vectorised pass: the windows' ground truths are padded to ``[B, M]``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -29,21 +31,21 @@ IGNORE = -1  # anchor label of an anchor left out of the classification loss
 
 @dataclass
 class AnchorTargets:
-    """Targets of one window's ``Na`` anchors."""
+    """Targets of a batch of ``B`` windows with ``Na`` anchors each."""
 
-    labels: torch.Tensor  # [Na] int64: 1..C positive, 0 sampled negative, IGNORE otherwise
-    overlaps: torch.Tensor  # [Na] float: IoU with the matched ground truth (positives)
-    deltas: torch.Tensor  # [Na, 2] float: (delta_c, delta_w) targets (positives; 0 elsewhere)
-    num_unmatched: int  # ground truths that no anchor matched
+    labels: torch.Tensor  # [B, Na] int64: 1..C positive, 0 sampled negative, IGNORE otherwise
+    overlaps: torch.Tensor  # [B, Na] float: IoU with the matched ground truth (positives; 0 elsewhere)
+    deltas: torch.Tensor  # [B, Na, 2] float: (delta_c, delta_w) targets (positives; 0 elsewhere)
+    num_unmatched: int  # ground truths of the batch that no anchor matched
 
 
 @dataclass
 class PointTargets:
-    """Targets of one window's ``Np`` points."""
+    """Targets of a batch of ``B`` windows with ``Np`` points each."""
 
-    labels: torch.Tensor  # [Np] int64: 1..C foreground, 0 background
-    distances: torch.Tensor  # [Np, 2] float: (start, end) distances in regression units (foreground)
-    num_unassigned: int  # ground truths that took no point
+    labels: torch.Tensor  # [B, Np] int64: 1..C foreground, 0 background
+    distances: torch.Tensor  # [B, Np, 2] float: (start, end) in regression units (foreground; 0 elsewhere)
+    num_unassigned: int  # ground truths of the batch that took no point
 
 
 def check_ground_truth(
@@ -65,70 +67,108 @@ def check_ground_truth(
 
 def assign_anchors(
     anchors: torch.Tensor,
-    gt_segments: torch.Tensor,
-    gt_labels: torch.Tensor,
+    gt_segments: Sequence[torch.Tensor],
+    gt_labels: Sequence[torch.Tensor],
     cfg: ModelConfig,
     foreground_prob: torch.Tensor | None = None,
 ) -> AnchorTargets:
-    """Targets for anchors ``[Na, 2]`` (centre, width) from ``gt_segments [M, 2]``, ``gt_labels [M]``.
+    """Targets for anchors ``[Na, 2]`` (centre, width) from each window's ``gt_segments [M_b, 2]`` and
+    ``gt_labels [M_b]``.
 
-    ``foreground_prob [Na]`` (1 - P(background), detached) ranks the negatives for hard mining.
+    ``foreground_prob [B, Na]`` (1 - P(background), detached) ranks the negatives for hard mining.
     """
-    num_anchors = anchors.size(0)
-    labels = torch.full((num_anchors,), IGNORE, dtype=torch.int64, device=anchors.device)
-    overlaps = anchors.new_zeros(num_anchors)
-    deltas = anchors.new_zeros(num_anchors, 2)
-    if gt_segments.numel() == 0:
-        return AnchorTargets(labels, overlaps, deltas, 0)
-    gt_segments = gt_segments.to(anchors)
-    iou = segment_iou(anchor_based.anchors_to_segments(anchors), gt_segments)  # [Na, M]
-    best_iou, best_gt = iou.max(dim=1)
+    segments, labels, valid = _pad(gt_segments, gt_labels, anchors)
+    batch, num_anchors = segments.size(0), anchors.size(0)
+    iou = segment_iou(anchor_based.anchors_to_segments(anchors), segments.view(-1, 2))  # [Na, B*M]
+    iou = iou.view(num_anchors, batch, -1).permute(1, 0, 2)  # [B, Na, M]
+    iou = torch.where(valid[:, None, :], iou, torch.full_like(iou, -1.0))
+    best_iou, best_gt = iou.max(dim=2)  # [B, Na]; ties: the first ground truth
     positive = best_iou > cfg.ab_match_iou
-    labels[positive] = gt_labels.to(anchors.device)[best_gt[positive]] + 1
-    overlaps[positive] = best_iou[positive]
-    matched = gt_segments[best_gt[positive]]
-    # A zero-length ground truth cannot be matched (IoU 0), so log(width) below stays finite.
-    deltas[positive] = anchor_based.encode(matched, anchors[positive], cfg.ab_alpha, cfg.ab_beta)
-    num_pos = int(positive.sum())
-    negatives = (~positive).nonzero().squeeze(1)
-    num_neg = min(round(cfg.ab_negative_ratio * num_pos), negatives.numel())
+    targets = torch.where(positive, labels.gather(1, best_gt) + 1, torch.full_like(best_gt, IGNORE))
+    overlaps = torch.where(positive, best_iou, torch.zeros_like(best_iou))
+    matched = segments.gather(1, best_gt[..., None].expand(-1, -1, 2))  # [B, Na, 2]
+    deltas = anchors.new_zeros(batch, num_anchors, 2)
+    # Only positives are encoded: a zero-length ground truth is never positive (IoU 0), so log() is finite.
+    deltas[positive] = anchor_based.encode(
+        matched[positive], anchors.expand(batch, -1, -1)[positive], cfg.ab_alpha, cfg.ab_beta
+    )
+    targets[_sample_negatives(positive, cfg, foreground_prob)] = 0
+    return AnchorTargets(targets, overlaps, deltas, _count_untaken(best_gt, positive, valid))
+
+
+def _sample_negatives(
+    positive: torch.Tensor, cfg: ModelConfig, foreground_prob: torch.Tensor | None
+) -> torch.Tensor:
+    """``[B, Na]`` mask of ``round(ab_negative_ratio * positives)`` non-positive anchors per window."""
+    num_anchors = positive.size(1)
+    num_pos = positive.sum(dim=1)
+    num_neg = torch.minimum(torch.round(cfg.ab_negative_ratio * num_pos), num_anchors - num_pos)
     if cfg.ab_negative_mining == "hard":
         if foreground_prob is None:
             raise ValueError("foreground_prob: required when cfg.ab_negative_mining is 'hard'")
-        order = foreground_prob[negatives].topk(num_neg).indices
+        priority = foreground_prob.float()
     else:
-        order = torch.randperm(negatives.numel())[:num_neg].to(negatives.device)
-    labels[negatives[order]] = 0
-    num_unmatched = gt_segments.size(0) - int(torch.unique(best_gt[positive]).numel())
-    return AnchorTargets(labels, overlaps, deltas, num_unmatched)
+        # Drawn on the CPU so that a seeded run picks the same anchors on every device.
+        priority = torch.rand(positive.shape).to(positive.device)
+    priority = priority.masked_fill(positive, -1.0)  # priorities are in [0, 1]
+    order = priority.argsort(dim=1, descending=True, stable=True)
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(num_anchors, device=order.device).expand_as(order))
+    return (rank < num_neg[:, None]) & ~positive
 
 
 def assign_points(
-    points: torch.Tensor, gt_segments: torch.Tensor, gt_labels: torch.Tensor, cfg: ModelConfig
+    points: torch.Tensor,
+    gt_segments: Sequence[torch.Tensor],
+    gt_labels: Sequence[torch.Tensor],
+    cfg: ModelConfig,
 ) -> PointTargets:
-    """Targets for points ``[Np, 2]`` (position, stride) from ``gt_segments [M, 2]``, ``gt_labels [M]``."""
-    num_points = points.size(0)
-    labels = torch.zeros(num_points, dtype=torch.int64, device=points.device)
-    distances = points.new_zeros(num_points, 2)
-    if gt_segments.numel() == 0:
-        return PointTargets(labels, distances, 0)
-    gt_segments = gt_segments.to(points)
-    positions, strides = points[:, 0], points[:, 1]
-    point_level = torch.log2(strides).round().long() - 1  # stride 2 -> level 0
-    gt_level = _level_of_lengths(gt_segments[:, 1] - gt_segments[:, 0], cfg)
-    inside = (positions[:, None] >= gt_segments[None, :, 0]) & (positions[:, None] <= gt_segments[None, :, 1])
-    candidate = inside & (point_level[:, None] == gt_level[None, :])  # [Np, M]
-    lengths = (gt_segments[:, 1] - gt_segments[:, 0])[None, :].expand(num_points, -1)
-    lengths = torch.where(candidate, lengths, torch.full_like(lengths, float("inf")))
-    chosen = lengths.argmin(dim=1)  # the shortest candidate; ties: the first ground truth
-    foreground = candidate.any(dim=1)
-    labels[foreground] = gt_labels.to(points.device)[chosen[foreground]] + 1
-    units = anchor_free.regression_units(points, cfg)
-    distances[foreground] = anchor_free.encode(
-        positions[foreground], gt_segments[chosen[foreground]], units[foreground]
+    """Targets for points ``[Np, 2]`` (position, stride) from each window's ``gt_segments [M_b, 2]``
+    and ``gt_labels [M_b]``."""
+    segments, labels, valid = _pad(gt_segments, gt_labels, points)
+    batch, num_points = segments.size(0), points.size(0)
+    positions = points[:, 0]
+    point_level = torch.log2(points[:, 1]).round().long() - 1  # stride 2 -> level 0
+    lengths = segments[..., 1] - segments[..., 0]  # [B, M]
+    gt_level = _level_of_lengths(lengths, cfg).masked_fill(~valid, -2)  # padding matches no level
+    inside = (positions[None, :, None] >= segments[:, None, :, 0]) & (
+        positions[None, :, None] <= segments[:, None, :, 1]
     )
-    num_unassigned = gt_segments.size(0) - int(torch.unique(chosen[foreground]).numel())
-    return PointTargets(labels, distances, num_unassigned)
+    candidate = inside & (point_level[None, :, None] == gt_level[:, None, :])  # [B, Np, M]
+    masked = torch.where(candidate, lengths[:, None, :], torch.full_like(lengths[:, None, :], float("inf")))
+    chosen = masked.argmin(dim=2)  # [B, Np]: the shortest candidate; ties: the first ground truth
+    foreground = candidate.any(dim=2)
+    targets = torch.where(foreground, labels.gather(1, chosen) + 1, torch.zeros_like(chosen))
+    matched = segments.gather(1, chosen[..., None].expand(-1, -1, 2))  # [B, Np, 2]
+    units = anchor_free.regression_units(points, cfg)
+    distances = anchor_free.encode(positions.repeat(batch), matched.flatten(0, 1), units.repeat(batch))
+    distances = torch.where(foreground[..., None], distances.view(batch, num_points, 2), 0.0)
+    return PointTargets(targets, distances, _count_untaken(chosen, foreground, valid))
+
+
+def _pad(
+    gt_segments: Sequence[torch.Tensor], gt_labels: Sequence[torch.Tensor], like: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Ground truths padded to ``segments [B, M, 2]`` (dtype/device of ``like``), ``labels [B, M]``
+    and ``valid [B, M]``, with ``M >= 1``."""
+    batch = len(gt_segments)
+    width = max([1, *(len(s) for s in gt_segments)])
+    segments = like.new_zeros(batch, width, 2)
+    labels = torch.zeros(batch, width, dtype=torch.int64, device=like.device)
+    valid = torch.zeros(batch, width, dtype=torch.bool, device=like.device)
+    for b, (s, lab) in enumerate(zip(gt_segments, gt_labels, strict=True)):
+        segments[b, : len(s)] = s.to(like)
+        labels[b, : len(s)] = lab.to(like.device)
+        valid[b, : len(s)] = True
+    return segments, labels, valid
+
+
+def _count_untaken(chosen: torch.Tensor, taken: torch.Tensor, valid: torch.Tensor) -> int:
+    """Valid ground truths (``[B, M]``) that no position (``chosen [B, N]`` where ``taken``) points to."""
+    width = valid.size(1)
+    hits = torch.zeros(valid.size(0), width + 1, dtype=torch.bool, device=valid.device)
+    hits.scatter_(1, torch.where(taken, chosen, width), True)  # non-taken positions land in column M
+    return int((valid & ~hits[:, :width]).sum())
 
 
 def _level_of_lengths(lengths: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
