@@ -19,6 +19,12 @@ COMMANDS = {
     "evaluate": "rc3d_af.commands.evaluate",
     "convert-annotations": "rc3d_af.commands.convert_annotations",
     "synth": "rc3d_af.commands.synth",
+    "train": "rc3d_af.commands.train",
+    "test": "rc3d_af.commands.test",
+    "detect": "rc3d_af.commands.detect",
+    "info": "rc3d_af.commands.info",
+    "ablation": "rc3d_af.commands.ablation",
+    "demo": "rc3d_af.commands.demo",
 }
 
 

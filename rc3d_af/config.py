@@ -31,6 +31,7 @@ import yaml
 
 from rc3d_af.data.features import FeatureSpec
 from rc3d_af.errors import InputError
+from rc3d_af.evaluation.thresholds import THUMOS14_TIOU
 from rc3d_af.models.config import ModelConfig
 
 __all__ = [
@@ -44,8 +45,6 @@ __all__ = [
     "load_config",
     "save_config",
 ]
-
-THUMOS14_TIOUS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 
 
 @dataclass
@@ -122,7 +121,7 @@ class TestConfig:
     """Inference and evaluation (the evaluation layer's protocols)."""
 
     protocol: Literal["activitynet", "thumos14"] = "activitynet"
-    tiou_thresholds: tuple[float, ...] = THUMOS14_TIOUS
+    tiou_thresholds: tuple[float, ...] = THUMOS14_TIOU
     by_duration: bool = True  # the paper's Table I duration buckets
     batch_size: int = 32  # windows per forward pass at inference
     select_tiou: float = 0.5  # mAP at this tIoU chooses the best checkpoint (must be in the list)
@@ -143,6 +142,15 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     test: TestConfig = field(default_factory=TestConfig)
+
+    def __post_init__(self) -> None:
+        # Every pyramid level halves the window exactly (base max-pool, then stride-2 levels).
+        multiple = 2**self.model.num_levels
+        if self.data.window_size % multiple:
+            raise ValueError(
+                f"data.window_size: {self.data.window_size} must be a multiple of "
+                f"2**model.num_levels = {multiple}"
+            )
 
 
 def _check_positive(obj: object, *names: str) -> None:

@@ -1,0 +1,124 @@
+"""Detect actions in one video's feature file with a trained checkpoint; JSON out, optional timeline PNG.
+
+The features are cut into windows as at test time (the checkpoint's data settings), detections are
+merged per video (NMS, top-k) and printed as JSON (``--out`` writes a file instead):
+``{"video_id", "fps", "duration", "detections": [{"label", "score", "segment": [start, end]}]}``
+with seconds computed at the video's fps. ``--ground-truth`` (an annotation file or THUMOS14 folder
+holding the video) supplies its fps and duration and is drawn on the ``--plot`` timeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("features", type=Path, help="(T, D) .npy feature file of one video")
+    parser.add_argument("--checkpoint", type=Path, required=True, help="checkpoint (.pt) written by train")
+    parser.add_argument("--fps", type=float, help="the video's frame rate (default: from --ground-truth)")
+    parser.add_argument("--video-id", help="video name (default: the feature file name without .npy)")
+    parser.add_argument(
+        "--ground-truth", type=Path, help="annotations holding this video (fps, duration, plot)"
+    )
+    parser.add_argument("--video-info", type=Path, help="THUMOS14 video info CSV for a --ground-truth folder")
+    parser.add_argument("--plot", type=Path, help="write a timeline PNG of the detections (and ground truth)")
+    parser.add_argument("--out", type=Path, help="write the JSON here instead of printing it")
+    parser.add_argument("--min-score", type=float, default=0.0, help="drop detections scoring below this")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting of the checkpoint's config, e.g. model.top_k=50",
+    )
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: the config's train.device)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from rc3d_af.data.annotations import AnnotationSet, VideoAnnotation, load_annotations
+    from rc3d_af.data.dataset import WindowDataset
+    from rc3d_af.data.features import FeatureStore, load_features
+    from rc3d_af.engine.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint
+    from rc3d_af.engine.datasets import make_windows
+    from rc3d_af.engine.inference import assemble_videos, predict_windows
+    from rc3d_af.engine.report import plot_timeline
+    from rc3d_af.engine.trainer import resolve_device
+    from rc3d_af.errors import InputError
+
+    state = load_checkpoint(args.checkpoint)
+    cfg = checkpoint_config(state, None, args.overrides)
+    device = resolve_device(args.device or cfg.train.device)
+    model = model_from_checkpoint(state, cfg, device)
+    if args.features.suffix != ".npy":
+        raise InputError(f"{args.features}: expected a .npy feature file")
+    video_id = args.video_id or args.features.stem
+    features = load_features(args.features.parent, args.features.stem)
+    if features.shape[1] != int(state["in_channels"]):
+        raise InputError(
+            f"{args.features}: features have width {features.shape[1]}, the checkpoint expects "
+            f"{int(state['in_channels'])}"
+        )
+    truth = _ground_truth(args, video_id, load_annotations)
+    fps = args.fps if args.fps is not None else (truth.fps if truth is not None else None)
+    if fps is None or not fps > 0:
+        raise InputError("--fps: the video's frame rate is needed (or --ground-truth with the video's fps)")
+    spec = cfg.data.feature_spec
+    num_features = features.shape[0]
+    # Without ground truth, the video lasts until the end of its last feature's clip.
+    duration = (
+        truth.duration
+        if truth is not None
+        else ((num_features - 1) * spec.stride_frames + spec.clip_frames) / fps
+    )
+    video = VideoAnnotation(video_id, "detect", duration, fps)
+    annotations = AnnotationSet({video_id: video}, list(state["class_names"]))
+    store = FeatureStore.from_arrays({video_id: features})
+    windows = make_windows(cfg.data, annotations, {video_id: num_features}, "detect", training=False)
+    dataset = WindowDataset(windows, store, cfg.data.window_size)
+    detections = predict_windows(
+        model, dataset, batch_size=cfg.test.batch_size, device=device, amp=cfg.train.amp
+    )
+    found = assemble_videos(detections, dataset, annotations, spec, cfg.model).videos[video_id]
+    keep = np.flatnonzero(found.scores >= args.min_score)
+    document = {
+        "video_id": video_id,
+        "fps": fps,
+        "duration": duration,
+        "detections": [
+            {
+                "label": found.labels[i],
+                "score": float(found.scores[i]),
+                "segment": [float(v) for v in found.segments[i]],
+            }
+            for i in keep
+        ],
+    }
+    text = json.dumps(document, indent=1)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+        print(f"{len(keep)} detections written to {args.out}", file=sys.stderr)
+    else:
+        print(text)
+    if args.plot:
+        plot_timeline(args.plot, document, truth)
+        print(f"timeline written to {args.plot}", file=sys.stderr)
+    return 0
+
+
+def _ground_truth(args: argparse.Namespace, video_id: str, load_annotations):
+    """The video's annotation from --ground-truth, or None."""
+    from rc3d_af.errors import InputError
+
+    if args.ground_truth is None:
+        return None
+    annotations = load_annotations(args.ground_truth, video_info=args.video_info)
+    if video_id not in annotations.videos:
+        raise InputError(f"{args.ground_truth}: no video '{video_id}' (use --video-id to name it)")
+    return annotations.videos[video_id]
