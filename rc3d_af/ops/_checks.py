@@ -84,7 +84,9 @@ def check_labels(labels: object, segments: torch.Tensor, name: str = "labels") -
     """``labels``: integer ``[N]`` (one class id per segment), on the device of ``segments``."""
     labels = check_tensor(labels, name)
     if labels.dim() != 1 or labels.size(0) != segments.size(0):
-        raise ValueError(f"{name}: expected shape [{segments.size(0)}] (one per segment), got {list(labels.shape)}")
+        raise ValueError(
+            f"{name}: expected shape [{segments.size(0)}] (one per segment), got {list(labels.shape)}"
+        )
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
         raise TypeError(f"{name}: expected an integer dtype, got {str(labels.dtype).removeprefix('torch.')}")
     check_same_device(segments=segments, **{name: labels})

@@ -30,6 +30,7 @@ from rc3d_af.ops._checks import (
     check_same_device,
     check_scores,
     check_segments,
+    check_tensor,
 )
 from rc3d_af.ops._extension import STATUS, use_compiled
 
@@ -66,10 +67,10 @@ def segment_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """
     if not torch.compiler.is_compiling():
         _check_segments(a, "a")
+        check_same_device(a=a, b=check_tensor(b, "b"))
         _check_segments(b, "b")
         if b.dtype != a.dtype:
             raise TypeError(f"b: dtype {b.dtype} differs from a dtype {a.dtype}")
-        check_same_device(a=a, b=b)
     if use_compiled(a):
         return torch.ops.rc3d_af.segment_iou(a, b)
     return segment_iou_reference(a, b)
