@@ -51,7 +51,7 @@ from rc3d_af.data.annotations import (
 from rc3d_af.data.features import FeatureSpec
 from rc3d_af.errors import InputError
 
-__all__ = ["SynthParams", "generate_synthetic", "resolve_like", "synthesize_video", "synthetic_timings"]
+__all__ = ["SynthParams", "generate_synthetic", "resolve_like", "synthetic_timings"]
 
 PACKAGED_TIMINGS = {"thumos14": "thumos14_timings.json"}
 
@@ -263,7 +263,7 @@ def _distractor_places(
     return places
 
 
-def synthesize_video(
+def _synthesize_video(
     video: VideoAnnotation,
     class_ids: list[int],
     prototypes: _Prototypes,
@@ -301,7 +301,7 @@ def synthesize_video(
     count = int(rng.poisson(params.distractors * max(len(segments), 1)))
     pool = segments[:, 1] - segments[:, 0] if len(segments) else np.array([3.0 * fps / spec.stride_frames])
     lengths = rng.choice(pool, size=count) * np.exp(rng.normal(0.0, 0.5, count))  # wrong lengths
-    busy = np.concatenate([segments, np.zeros((0, 2))]) + np.array([-half, half])
+    busy = segments + np.array([-half, half])  # distractors keep clear of every instance's clips
     for start, end in _distractor_places(rng, lengths, length, busy):
         kind, a = rng.integers(3), rng.integers(num_classes)
         b = (a + 1 + rng.integers(max(num_classes - 1, 1))) % num_classes  # another class when there is one
@@ -353,7 +353,7 @@ def generate_synthetic(
         class_ids = [timings.class_index(inst.label) for inst in video.instances]
         np.save(
             feature_dir / f"{video.video_id}.npy",
-            synthesize_video(video, class_ids, prototypes, params, spec, seed),
+            _synthesize_video(video, class_ids, prototypes, params, spec, seed),
         )
     annotation_path = out_dir / "annotations.json"
     save_annotations_json(timings, annotation_path)
