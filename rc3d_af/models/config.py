@@ -70,10 +70,10 @@ class ModelConfig:
     nms_per_class: int = 200  # kept per class and video after NMS
     top_k: int = 200  # kept per video
     class_agnostic_nms: bool = False  # ActivityNet-style reference setting uses True
-    soft_nms: bool = False
-    soft_nms_sigma: float = 0.5
-    soft_nms_method: str = "gaussian"
-    soft_nms_min_score: float = 0.001
+    soft_nms: bool = False  # per-class soft-NMS instead of hard NMS (then nms_iou is the linear threshold)
+    soft_nms_sigma: float = 0.5  # gaussian decay exp(-IoU^2 / sigma)
+    soft_nms_method: str = "gaussian"  # or "linear": 1 - IoU above nms_iou
+    soft_nms_min_score: float = 0.001  # decayed candidates below this are dropped
 
     def __post_init__(self) -> None:
         _check_choice("variant", self.variant, VARIANTS)

@@ -25,6 +25,9 @@ from rc3d_af.models import anchor_based, anchor_free
 from rc3d_af.models.config import ModelConfig
 from rc3d_af.ops import batched_nms_1d, soft_nms_1d
 
+# Per-branch candidates of a batch: segments [B, N, 2], scores [B, N], labels [B, N], keep mask [B, N].
+Candidates = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
 
 @dataclass
 class WindowDetections:
@@ -63,7 +66,8 @@ def window_detections(outputs: dict[str, torch.Tensor], cfg: ModelConfig) -> lis
 
 
 @torch.no_grad()
-def _anchor_free_candidates(outputs: dict[str, torch.Tensor], cfg: ModelConfig, weight: float):
+def _anchor_free_candidates(outputs: dict[str, torch.Tensor], cfg: ModelConfig, weight: float) -> Candidates:
+    """Inverse of equation (3); confidence = the best foreground class probability, x ``weight``."""
     points = outputs["points"]
     probs = torch.softmax(outputs["af_cls"].float(), dim=-1)
     scores, labels = probs[..., 1:].max(dim=-1)  # [B, Np]
@@ -76,7 +80,8 @@ def _anchor_free_candidates(outputs: dict[str, torch.Tensor], cfg: ModelConfig, 
 
 
 @torch.no_grad()
-def _anchor_based_candidates(outputs: dict[str, torch.Tensor], cfg: ModelConfig, weight: float):
+def _anchor_based_candidates(outputs: dict[str, torch.Tensor], cfg: ModelConfig, weight: float) -> Candidates:
+    """Equation (1); confidence = p_o x the best foreground class probability (11), x ``weight``."""
     anchors = outputs["anchors"]
     probs = torch.softmax(outputs["ab_cls"].float(), dim=-1)
     class_scores, labels = probs[..., 1:].max(dim=-1)  # [B, Na]
