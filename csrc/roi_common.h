@@ -10,10 +10,13 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/NumericUtils.h>
 #include <c10/macros/Macros.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <tuple>
 #include <vector>
 
 namespace rc3d_af::roi {
@@ -142,6 +145,35 @@ C10_HOST_DEVICE inline void pool_bin_range(const PoolGeometry<T>& g, int64_t bin
   hi = hi < 0 ? 0 : (hi > length ? length : hi);
 }
 
+// Position of the maximum of row[lo:hi] (lo < hi), stored in `best`: the first maximum, or the
+// first NaN, which wins so that a NaN is not silently hidden.
+template <typename T, typename scalar_t>
+C10_HOST_DEVICE inline int64_t bin_argmax(const scalar_t* row, int64_t lo, int64_t hi, T& best) {
+  best = static_cast<T>(row[lo]);
+  int64_t where = lo;
+  for (int64_t t = lo + 1; t < hi && !at::_isnan(best); ++t) {
+    const T value = static_cast<T>(row[t]);
+    if (value > best || at::_isnan(value)) {
+      best = value;
+      where = t;
+    }
+  }
+  return where;
+}
+
+#ifdef __CUDACC__
+// CUDA launches: one thread per element in a grid-stride loop, so any n fits a capped grid.
+constexpr int kRoiThreads = 256;
+
+inline int roi_blocks(int64_t n) {
+  return static_cast<int>(std::min<int64_t>((n + kRoiThreads - 1) / kRoiThreads, int64_t{1} << 20));
+}
+
+#define RC3D_AF_ROI_KERNEL_LOOP(i, n)                                                          \
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); \
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+#endif
+
 // Batch index of every RoI (host memory), checked to be an integer in [0, batch_size); the bounds
 // are checked to be finite with end >= start (the Python wrappers check this first, except while
 // torch.compile traces, where data-dependent checks cannot run).
@@ -163,26 +195,16 @@ std::vector<int64_t> batch_indices(const at::Tensor& rois_cpu, int64_t batch_siz
   return batch;
 }
 
-// RoIs grouped by batch element, in their original order within a group (a stable counting
-// sort), so that backward kernels can own one input row each and add without atomics.
-struct BatchGroups {
-  std::vector<int64_t> begin;  // [batch_size + 1]: RoIs of element b are order[begin[b]:begin[b + 1]]
-  std::vector<int64_t> order;  // [K]
-};
-
-inline BatchGroups group_by_batch(const std::vector<int64_t>& batch, int64_t batch_size) {
-  BatchGroups groups{std::vector<int64_t>(batch_size + 1, 0), std::vector<int64_t>(batch.size())};
-  for (const int64_t b : batch) {
-    ++groups.begin[b + 1];
-  }
-  for (int64_t b = 0; b < batch_size; ++b) {
-    groups.begin[b + 1] += groups.begin[b];
-  }
-  std::vector<int64_t> next(groups.begin.begin(), groups.begin.end() - 1);
-  for (int64_t k = 0; k < static_cast<int64_t>(batch.size()); ++k) {
-    groups.order[next[batch[k]]++] = k;
-  }
-  return groups;
+// RoIs grouped by batch element, keeping their order within a group (a stable sort), so that a
+// backward kernel can own whole input rows and add without atomics. Returns int64 tensors
+// (order [K], group_begin [batch_size + 1]) on the device of `rois`, without a host
+// synchronisation: the RoIs of element b are order[group_begin[b]:group_begin[b + 1]]. RoIs with an
+// invalid batch index fall in no group.
+inline std::tuple<at::Tensor, at::Tensor> group_by_batch(const at::Tensor& rois, int64_t batch_size) {
+  const at::Tensor batch = rois.select(1, 0).to(at::kLong);
+  const auto [sorted, order] = at::sort(batch, /*stable=*/true, /*dim=*/0, /*descending=*/false);
+  const at::Tensor group_begin = at::searchsorted(sorted, at::arange(batch_size + 1, batch.options()));
+  return {order.contiguous(), group_begin.contiguous()};
 }
 
 }  // namespace rc3d_af::roi

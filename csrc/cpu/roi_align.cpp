@@ -121,7 +121,9 @@ at::Tensor roi_align_1d_backward_cpu(const at::Tensor& grad, const at::Tensor& r
     using acc_t = at::opmath_type<scalar_t>;
     const AlignTable<acc_t> table = build_align_table<scalar_t, acc_t>(
         rois_c, batch_size, length, spatial_scale, output_size, sampling_ratio, aligned);
-    const roi::BatchGroups groups = roi::group_by_batch(table.batch, batch_size);
+    const auto [order_t, group_begin_t] = roi::group_by_batch(rois_c, batch_size);
+    const int64_t* order = order_t.const_data_ptr<int64_t>();
+    const int64_t* group_begin = group_begin_t.const_data_ptr<int64_t>();
     const scalar_t* g = grad_c.const_data_ptr<scalar_t>();
     scalar_t* out = grad_input.mutable_data_ptr<scalar_t>();
     const int64_t grain = std::max<int64_t>(1, 2048 / length);
@@ -131,8 +133,8 @@ at::Tensor roi_align_1d_backward_cpu(const at::Tensor& grad, const at::Tensor& r
         const int64_t b = r / channels;
         const int64_t c = r % channels;
         std::fill(row.begin(), row.end(), acc_t(0));
-        for (int64_t i = groups.begin[b]; i < groups.begin[b + 1]; ++i) {
-          const int64_t k = groups.order[i];
+        for (int64_t i = group_begin[b]; i < group_begin[b + 1]; ++i) {
+          const int64_t k = order[i];
           const int64_t* bins = table.bin_begin.data() + k * output_size;
           const scalar_t* g_row = g + (k * channels + c) * output_size;
           for (int64_t p = 0; p < output_size; ++p) {

@@ -9,7 +9,6 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <cmath>
 #include <tuple>
 #include <vector>
 
@@ -28,21 +27,6 @@ void pool_bin_ranges(const scalar_t* roi, double spatial_scale, int64_t output_s
   for (int64_t p = 0; p < output_size; ++p) {
     roi::pool_bin_range(g, p, length, lo[p], hi[p]);
   }
-}
-
-// Maximum of row[lo:hi] (lo < hi) and its first position; a NaN wins, so it is not hidden.
-template <typename acc_t, typename scalar_t>
-std::pair<acc_t, int64_t> row_max(const scalar_t* row, int64_t lo, int64_t hi) {
-  acc_t best = static_cast<acc_t>(row[lo]);
-  int64_t where = lo;
-  for (int64_t t = lo + 1; t < hi && !std::isnan(best); ++t) {
-    const acc_t value = static_cast<acc_t>(row[t]);
-    if (value > best || std::isnan(value)) {
-      best = value;
-      where = t;
-    }
-  }
-  return {best, where};
 }
 
 // input [B, C, T], rois [K, 3] -> (output [K, C, output_size], argmax int64 [K, C, output_size]).
@@ -80,9 +64,9 @@ std::tuple<at::Tensor, at::Tensor> roi_pool_1d_cpu(const at::Tensor& input, cons
               arg[o + p] = -1;
               continue;
             }
-            const auto [best, where] = row_max<acc_t>(row, lo[p], hi[p]);
+            acc_t best;
+            arg[o + p] = roi::bin_argmax(row, lo[p], hi[p], best);
             out[o + p] = static_cast<scalar_t>(best);
-            arg[o + p] = where;
           }
         }
       }
@@ -110,8 +94,10 @@ at::Tensor roi_pool_1d_backward_cpu(const at::Tensor& grad, const at::Tensor& ro
   const at::Tensor rois_c = rois.contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "roi_pool_1d_backward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const roi::BatchGroups groups =
-        roi::group_by_batch(roi::batch_indices<scalar_t>(rois_c, batch_size), batch_size);
+    roi::batch_indices<scalar_t>(rois_c, batch_size);  // checks the RoIs
+    const auto [order_t, group_begin_t] = roi::group_by_batch(rois_c, batch_size);
+    const int64_t* order = order_t.const_data_ptr<int64_t>();
+    const int64_t* group_begin = group_begin_t.const_data_ptr<int64_t>();
     const scalar_t* g = grad_c.const_data_ptr<scalar_t>();
     const int64_t* arg = argmax_c.const_data_ptr<int64_t>();
     scalar_t* out = grad_input.mutable_data_ptr<scalar_t>();
@@ -122,8 +108,8 @@ at::Tensor roi_pool_1d_backward_cpu(const at::Tensor& grad, const at::Tensor& ro
         const int64_t b = r / channels;
         const int64_t c = r % channels;
         std::fill(row.begin(), row.end(), acc_t(0));
-        for (int64_t i = groups.begin[b]; i < groups.begin[b + 1]; ++i) {
-          const int64_t o = (groups.order[i] * channels + c) * output_size;
+        for (int64_t i = group_begin[b]; i < group_begin[b + 1]; ++i) {
+          const int64_t o = (order[i] * channels + c) * output_size;
           for (int64_t p = 0; p < output_size; ++p) {
             const int64_t where = arg[o + p];
             TORCH_CHECK(where >= -1 && where < length, "argmax: position ", where, " outside [-1, ", length,
