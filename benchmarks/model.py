@@ -132,7 +132,7 @@ def postprocess_share(
 
 def format_table(summary: dict[str, Any], results: dict[str, dict[str, float]]) -> str:
     lines = [
-        f"A2Net paper configuration: {summary['parameters'] / 1e6:.2f} M parameters, "
+        f"A2Net ({summary['config']}): {summary['parameters'] / 1e6:.2f} M parameters, "
         f"{summary['macs_per_window'] / 1e9:.3f} GMACs per {WINDOW}-feature window (paper: 1.24 G), "
         f"{summary['anchors_per_window']} anchors, {summary['points_per_window']} points",
         "",
@@ -163,12 +163,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--video-windows", type=int, default=64, help="windows in the post-processing video")
     parser.add_argument("--amp", action="store_true", help="autocast (CUDA only)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--width-multiplier", type=float, default=1.0, help="channel scale (paper: 1.0)")
     parser.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = ModelConfig()
+    cfg = ModelConfig(width_multiplier=args.width_multiplier)
     summary = model_summary(cfg, NUM_CLASSES, IN_CHANNELS, WINDOW)
+    summary["config"] = "paper configuration" if cfg == ModelConfig() else f"width x{cfg.width_multiplier:g}"
     results = {}
     for name in args.device:
         device = torch.device(name)
