@@ -159,8 +159,9 @@ def test_forward_shapes_for_every_variant() -> None:
         assert len(detections) == 2 and all(len(d) <= TINY.pre_nms_top_k for d in detections)
 
 
-def test_hard_negative_mining_through_the_model() -> None:
-    model = build_model(dataclasses.replace(TINY, ab_negative_mining="hard"), num_classes=2, in_channels=4)
+def test_reference_code_matching_switches_through_the_model() -> None:
+    cfg = dataclasses.replace(TINY, ab_negative_mining="hard", ab_match_on="predictions")
+    model = build_model(cfg, num_classes=2, in_channels=4)
     terms = model.losses(
         model(torch.randn(2, 4, 128)), [torch.tensor([[8.0, 40.0]])] * 2, [torch.tensor([1])] * 2
     )

@@ -31,11 +31,16 @@ def points_of(gt: torch.Tensor, labels: torch.Tensor, cfg: ModelConfig = CFG) ->
 
 
 def anchors_of(
-    gt: torch.Tensor, labels: torch.Tensor, cfg: ModelConfig = CFG, foreground: torch.Tensor | None = None
+    gt: torch.Tensor,
+    labels: torch.Tensor,
+    cfg: ModelConfig = CFG,
+    foreground: torch.Tensor | None = None,
+    predicted: torch.Tensor | None = None,
 ) -> AnchorTargets:
     """Targets of a one-window batch, with the batch dimension removed."""
     fg = None if foreground is None else foreground[None]
-    t = targets.assign_anchors(ANCHORS, [gt], [labels], cfg, fg)
+    pred = None if predicted is None else predicted[None]
+    t = targets.assign_anchors(ANCHORS, [gt], [labels], cfg, fg, pred)
     return AnchorTargets(t.labels[0], t.overlaps[0], t.deltas[0], t.num_unmatched)
 
 
@@ -124,6 +129,20 @@ def test_hard_negative_mining_takes_the_most_confident_negatives() -> None:
     assert (t.labels > 0).nonzero().squeeze(1).tolist() == [9, 12]
     assert (t.labels == 0).nonzero().squeeze(1).tolist() == [0, 5]
     with pytest.raises(ValueError, match="foreground_prob: required"):
+        anchors_of(torch.tensor([[2.0, 9.0]]), torch.tensor([0]), cfg)
+
+
+def test_matching_on_decoded_predictions() -> None:
+    cfg = ModelConfig(num_levels=3, anchor_scales=(1.0,), ab_match_on="predictions")
+    predicted = anchor_based.anchors_to_segments(ANCHORS).clone()
+    predicted[0] = torch.tensor([2.0, 9.0])  # anchor 0 (default [0, 2]) predicts the ground truth exactly
+    predicted[9] = torch.tensor([12.0, 14.0])  # anchor 9 (default [4, 8]) predicts elsewhere
+    t = anchors_of(torch.tensor([[2.0, 9.0]]), torch.tensor([0]), cfg, predicted=predicted)
+    assert (t.labels > 0).nonzero().squeeze(1).tolist() == [0, 12]
+    assert t.overlaps[[0, 12]].tolist() == pytest.approx([1.0, 6 / 9])
+    # Targets stay relative to the default anchor (centre 1, width 2): the target centre is 5.5, width 7.
+    assert t.deltas[0].tolist() == pytest.approx([(5.5 - 1) / 0.2, math.log(7 / 2) / 0.1])
+    with pytest.raises(ValueError, match="predicted: required"):
         anchors_of(torch.tensor([[2.0, 9.0]]), torch.tensor([0]), cfg)
 
 

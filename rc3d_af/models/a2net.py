@@ -96,11 +96,8 @@ class A2Net(nn.Module):
             counts["num_af_fg"] = int((point_targets.labels > 0).sum())
             counts["num_gt_unassigned_af"] = point_targets.num_unassigned
         if "ab_cls" in outputs:
-            foreground = None
-            if self.cfg.ab_negative_mining == "hard":
-                foreground = 1.0 - torch.softmax(outputs["ab_cls"].detach().float(), dim=-1)[..., 0]
             anchor_targets = targets.assign_anchors(
-                outputs["anchors"], gt_segments, gt_labels, self.cfg, foreground
+                outputs["anchors"], gt_segments, gt_labels, self.cfg, *self._matching_inputs(outputs)
             )
             terms.update(
                 losses.anchor_based_losses(
@@ -113,6 +110,22 @@ class A2Net(nn.Module):
         terms["total"] = losses.total_loss(terms, self.cfg)
         terms.update({name: torch.tensor(float(value)) for name, value in counts.items()})
         return terms
+
+    def _matching_inputs(
+        self, outputs: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Detached foreground probabilities ``[B, Na]`` (hard negative mining) and decoded predictions
+        ``[B, Na, 2]`` (matching on predictions), each only when the configuration asks for it."""
+        foreground = predicted = None
+        if self.cfg.ab_negative_mining == "hard":
+            foreground = 1.0 - torch.softmax(outputs["ab_cls"].detach().float(), dim=-1)[..., 0]
+        if self.cfg.ab_match_on == "predictions":
+            deltas = outputs["ab_reg"].detach().float()
+            batch = deltas.size(0)
+            anchors = outputs["anchors"].repeat(batch, 1)
+            decoded = anchor_based.decode(deltas.flatten(0, 1), anchors, self.cfg.ab_alpha, self.cfg.ab_beta)
+            predicted = decoded.view(batch, -1, 2)
+        return foreground, predicted
 
     def predict(self, outputs: dict[str, torch.Tensor]) -> list[postprocess.WindowDetections]:
         """Candidate detections per window (window positions, before NMS), section III-F."""

@@ -19,6 +19,7 @@ from rc3d_af.errors import InputError
 
 VARIANTS = ("a2net", "anchor_free", "anchor_based")
 NEGATIVE_MINING = ("random", "hard")
+MATCH_ON = ("anchors", "predictions")
 SOFT_NMS_METHODS = ("gaussian", "linear")
 MIN_LEVELS, MAX_LEVELS = 3, 7
 
@@ -45,6 +46,8 @@ class ModelConfig:
     ab_alpha: float = 0.1  # eq. (1); the paper's text says 1e-4, the reference code uses 0.1
     ab_beta: float = 0.1
     ab_match_iou: float = 0.5  # an anchor is positive when IoU > this with a ground truth
+    # IoU of the default anchors (paper) or of the anchors' decoded predictions (reference code)
+    ab_match_on: str = "anchors"
     ab_negative_ratio: float = 1.0  # negatives sampled per positive (paper 1:1)
     # "random" (paper) or "hard": the negatives most confidently foreground (the code's hard negatives)
     ab_negative_mining: str = "random"
@@ -98,6 +101,7 @@ class ModelConfig:
             _check_number(name, getattr(self, name), low=0.0, low_open=name != "ab_negative_ratio")
         _check_number("ab_match_iou", self.ab_match_iou, low=0.0, high=1.0)
         _check_choice("ab_negative_mining", self.ab_negative_mining, NEGATIVE_MINING)
+        _check_choice("ab_match_on", self.ab_match_on, MATCH_ON)
         _check_int("af_head_channels", self.af_head_channels, 1)
         self._check_af_ranges()
         for name in ("loss_gamma", "loss_gamma_af", "loss_gamma1", "loss_gamma2"):

@@ -1,7 +1,8 @@
 """Training targets: which anchors and points each ground truth supervises, and with what.
 
-Anchor-based (section III-C): an anchor is positive when its default segment has IoU > 0.5 with a
-ground truth (the highest-IoU ground truth wins); overlap target = that IoU; regression target =
+Anchor-based (section III-C): an anchor is positive when its default segment (or, with
+``ab_match_on="predictions"``, its decoded prediction) has IoU > 0.5 with a ground truth (the
+highest-IoU ground truth wins); overlap target = that IoU; regression target =
 equation (1) inverted; negatives (all other anchors) are sampled ``ab_negative_ratio`` per positive,
 at random with torch's global CPU generator (a seeded run is deterministic on every device) or, with
 ``ab_negative_mining="hard"``, those with the highest predicted foreground probability.
@@ -71,16 +72,24 @@ def assign_anchors(
     gt_labels: Sequence[torch.Tensor],
     cfg: ModelConfig,
     foreground_prob: torch.Tensor | None = None,
+    predicted: torch.Tensor | None = None,
 ) -> AnchorTargets:
     """Targets for anchors ``[Na, 2]`` (centre, width) from each window's ``gt_segments [M_b, 2]`` and
     ``gt_labels [M_b]``.
 
-    ``foreground_prob [B, Na]`` (1 - P(background), detached) ranks the negatives for hard mining.
+    ``foreground_prob [B, Na]`` (1 - P(background), detached) ranks the negatives for hard mining;
+    ``predicted [B, Na, 2]`` (start, end; detached decoded predictions) is matched instead of the
+    default anchors when ``cfg.ab_match_on == "predictions"``.
     """
     segments, labels, valid = _pad(gt_segments, gt_labels, anchors)
     batch, num_anchors = segments.size(0), anchors.size(0)
-    iou = segment_iou(anchor_based.anchors_to_segments(anchors), segments.view(-1, 2))  # [Na, B*M]
-    iou = iou.view(num_anchors, batch, -1).permute(1, 0, 2)  # [B, Na, M]
+    if cfg.ab_match_on == "predictions":
+        if predicted is None:
+            raise ValueError("predicted: required when cfg.ab_match_on is 'predictions'")
+        iou = torch.stack([segment_iou(predicted[b].to(anchors), segments[b]) for b in range(batch)])
+    else:
+        iou = segment_iou(anchor_based.anchors_to_segments(anchors), segments.view(-1, 2))  # [Na, B*M]
+        iou = iou.view(num_anchors, batch, -1).permute(1, 0, 2)  # [B, Na, M]
     iou = torch.where(valid[:, None, :], iou, torch.full_like(iou, -1.0))
     best_iou, best_gt = iou.max(dim=2)  # [B, Na]; ties: the first ground truth
     positive = best_iou > cfg.ab_match_iou
@@ -89,6 +98,7 @@ def assign_anchors(
     matched = segments.gather(1, best_gt[..., None].expand(-1, -1, 2))  # [B, Na, 2]
     deltas = anchors.new_zeros(batch, num_anchors, 2)
     # Only positives are encoded: a zero-length ground truth is never positive (IoU 0), so log() is finite.
+    # Regression targets are relative to the default anchors whatever was matched.
     deltas[positive] = anchor_based.encode(
         matched[positive], anchors.expand(batch, -1, -1)[positive], cfg.ab_alpha, cfg.ab_beta
     )
