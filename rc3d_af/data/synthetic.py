@@ -68,10 +68,16 @@ class SynthParams:
         shot_seconds: mean shot length in seconds.
         distractors: distractor segments per ground-truth instance (Poisson mean).
         distractor_signal: norm of a distractor's pattern, relative to ``signal``.
+
+    Calibration (THUMOS14 timings, D=64, seed 0, mAP@0.5 on the test split, ActivityNet protocol):
+    a per-feature linear probe (class means learned on the validation split, thresholded runs as
+    segments) scores 0.017 / 0.19 / 0.27 at ``signal`` 1.5 / 3.0 / 4.5; thresholding the feature
+    norm scores below 0.001 at all three, and the probe's detections moved to random videos 0.001.
+    The default (3.0) leaves a learned detector room above the probe without making it trivial.
     """
 
-    signal: float = 1.5
-    boundary: float = 1.5
+    signal: float = 3.0
+    boundary: float = 2.0
     noise_corr: float = 0.7
     scene: float = 0.5
     shot_seconds: float = 20.0
