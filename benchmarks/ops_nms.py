@@ -1,0 +1,163 @@
+"""Benchmark of nms_1d and batched_nms_1d: compiled kernels vs the pure-PyTorch fallback vs torchvision.
+
+Input: THUMOS-like detections of one long video: centres uniform over 0-600 s, lengths log-uniform
+in 0.5-60 s, uniform scores, 20 classes for batched NMS; torchvision gets the same segments embedded
+as boxes (start, 0, end, 1), whose IoU equals the segment IoU. Every backend runs with the same
+thread count; the figure is the median wall time of repeated calls. The kept indices of the compiled
+op are checked against torchvision's ("agree").
+
+    python benchmarks/ops_nms.py [--threads 1 2] [--device cpu cuda] [--iou 0.5]
+
+torchvision is optional (it must match the installed torch); without it those rows are omitted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from rc3d_af.ops import _extension
+from rc3d_af.ops.nms import batched_nms_1d, batched_nms_1d_reference, nms_1d, nms_1d_reference
+
+SIZES = (2_000, 20_000)
+NUM_CLASSES = 20
+
+
+def make_detections(n: int, seed: int = 0, device: str = "cpu") -> tuple[torch.Tensor, ...]:
+    """``(segments [n, 2] float32 seconds, scores [n], labels [n] int64 in [0, 20))``."""
+    gen = torch.Generator().manual_seed(seed)
+    centre = torch.rand(n, generator=gen) * 600
+    length = 0.5 * torch.exp(torch.rand(n, generator=gen) * math.log(60 / 0.5))
+    segments = torch.stack([centre - length / 2, centre + length / 2], 1)
+    scores = torch.rand(n, generator=gen)
+    labels = torch.randint(0, NUM_CLASSES, (n,), generator=gen)
+    return segments.to(device), scores.to(device), labels.to(device)
+
+
+def as_boxes(segments: torch.Tensor) -> torch.Tensor:
+    """``[n, 2]`` segments -> ``[n, 4]`` boxes (start, 0, end, 1)."""
+    zeros = torch.zeros_like(segments[:, 0])
+    return torch.stack([segments[:, 0], zeros, segments[:, 1], zeros + 1], 1)
+
+
+def median_ms(fn: Callable[[], object], repeats: int, device: str) -> float:
+    """Median wall time in ms of ``repeats`` calls (run ``fn`` once before, as a warm-up)."""
+    times = []
+    for _ in range(repeats):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def _torchvision_ops():
+    try:
+        from torchvision import ops
+    except (ImportError, RuntimeError):  # missing, or built for another torch
+        return None
+    return ops
+
+
+def run(threads: int, device: str = "cpu", iou_threshold: float = 0.5, repeats: int = 21) -> list[dict]:
+    """One row per (op, N, backend): ``op, n, threads, device, backend, median_ms, kept, agree``.
+
+    ``agree``: whether the kept indices equal torchvision's (None when torchvision is absent or for
+    torchvision itself).
+    """
+    torch.set_num_threads(threads)
+    tv = _torchvision_ops()
+    rows = []
+    for n in SIZES:
+        segments, scores, labels = make_detections(n, device=device)
+        boxes = as_boxes(segments)
+        cases = {
+            "nms_1d": {
+                "compiled": lambda s=segments, p=scores: nms_1d(s, p, iou_threshold),
+                "fallback": lambda s=segments, p=scores: nms_1d_reference(s, p, iou_threshold),
+            },
+            "batched_nms_1d": {
+                "compiled": lambda s=segments, p=scores, c=labels: batched_nms_1d(s, p, c, iou_threshold),
+                "fallback": lambda s=segments, p=scores, c=labels: batched_nms_1d_reference(
+                    s, p, c, iou_threshold
+                ),
+            },
+        }
+        if tv is not None:
+            cases["nms_1d"]["torchvision"] = lambda b=boxes, p=scores: tv.nms(b, p, iou_threshold)
+            cases["batched_nms_1d"]["torchvision"] = lambda b=boxes, p=scores, c=labels: tv.batched_nms(
+                b, p, c, iou_threshold
+            )
+        for op, backends in cases.items():
+            expected = backends["torchvision"]() if tv is not None else None
+            for backend, fn in backends.items():
+                if backend == "compiled" and not _extension.use_compiled(segments):
+                    continue
+                keep = fn()  # also the warm-up (allocations, CUDA context)
+                agree = None if expected is None or backend == "torchvision" else torch.equal(keep, expected)
+                # The fallback loops in Python over kept segments: a few repeats suffice.
+                count = repeats if backend != "fallback" else max(3, repeats // 7)
+                rows.append(
+                    {
+                        "op": op,
+                        "n": n,
+                        "threads": threads,
+                        "device": device,
+                        "backend": backend,
+                        "median_ms": median_ms(fn, count, device),
+                        "kept": int(keep.numel()),
+                        "agree": agree,
+                    }
+                )
+    return rows
+
+
+def format_rows(rows: list[dict]) -> str:
+    reference = {
+        (r["op"], r["n"], r["threads"], r["device"]): r["median_ms"]
+        for r in rows
+        if r["backend"] == "torchvision"
+    }
+    header = ("op", "N", "thr", "dev", "backend", "median ms", "vs tv", "kept", "agree")
+    lines = ["{:<15} {:>6} {:>3} {:<4} {:<11} {:>10} {:>7} {:>6} {}".format(*header)]
+    for r in rows:
+        tv_ms = reference.get((r["op"], r["n"], r["threads"], r["device"]))
+        speedup = f"{tv_ms / r['median_ms']:6.1f}x" if tv_ms and r["backend"] != "torchvision" else ""
+        agree = "" if r["agree"] is None else ("yes" if r["agree"] else "NO")
+        lines.append(
+            f"{r['op']:<15} {r['n']:>6} {r['threads']:>3} {r['device']:<4} {r['backend']:<11} "
+            f"{r['median_ms']:>10.3f} {speedup:>7} {r['kept']:>6} {agree}"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, torch.get_num_threads()])
+    parser.add_argument("--device", nargs="+", default=["cpu"], choices=["cpu", "cuda"])
+    parser.add_argument("--iou", type=float, default=0.5, help="IoU threshold (default 0.5)")
+    parser.add_argument("--repeats", type=int, default=21)
+    args = parser.parse_args()
+    kernels = "loaded" if _extension.STATUS.loaded else "NOT loaded"
+    torchvision = "yes" if _torchvision_ops() is not None else "not importable"
+    print(
+        f"torch {torch.__version__}, compiled kernels: {kernels}, torchvision: {torchvision}, IoU {args.iou}"
+    )
+    rows = []
+    for device in args.device:
+        for threads in dict.fromkeys(args.threads):
+            rows += run(threads, device=device, iou_threshold=args.iou, repeats=args.repeats)
+    print(format_rows(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
