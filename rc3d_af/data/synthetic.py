@@ -71,8 +71,9 @@ class SynthParams:
 
     Calibration (THUMOS14 timings, D=64, seed 0, mAP@0.5 on the test split, ActivityNet protocol):
     a per-feature linear probe (class means learned on the validation split, thresholded runs as
-    segments) scores 0.017 / 0.19 / 0.27 at ``signal`` 1.5 / 3.0 / 4.5; thresholding the feature
-    norm scores below 0.001 at all three, and the probe's detections moved to random videos 0.001.
+    segments) scores 0.017 / 0.19 / 0.27 at ``signal`` 1.5 / 3.0 / 4.5 (``boundary`` 1.5; 0.19
+    also with the default 2.0); thresholding the feature norm scores below 0.001 at all three,
+    and the probe's detections moved to random videos 0.001.
     The default (3.0) leaves a learned detector room above the probe without making it trivial.
     """
 
