@@ -22,8 +22,8 @@ from rc3d_af.evaluation.results import Results
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """6 THUMOS14-timed videos (3 validation, 3 test), 16-d features."""
-    return generate_synthetic(tmp_path_factory.mktemp("synth"), like="thumos14", videos=6, dim=16, seed=0)
+    """4 THUMOS14-timed videos (2 validation, 2 test), 16-d features."""
+    return generate_synthetic(tmp_path_factory.mktemp("synth"), like="thumos14", videos=4, dim=16, seed=0)
 
 
 def tiny_config(annotations: Path, **train):
