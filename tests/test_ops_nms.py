@@ -307,6 +307,33 @@ def test_public_ops_fall_back_to_the_references(monkeypatch: pytest.MonkeyPatch)
     assert torch.equal(segment_iou(segments, segments), expected[2])
 
 
+@pytest.mark.parametrize("kind", ["continuous", "grid"])
+def test_segment_iou_gradients_match_reference_autograd(kind: str) -> None:
+    a, _, _ = random_case(30, kind, torch.float64, seed=12)
+    b, _, _ = random_case(20, kind, torch.float64, seed=13)
+    if (
+        kind == "grid"
+    ):  # shared endpoints (min/max ties) but no zero-length pair: the reference gives NaN there
+        a[:, 1] += 1e-3 * torch.arange(1, 31)
+        b[:, 1] += 7e-4 * torch.arange(1, 21)
+    weight = torch.rand(30, 20, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    grads = []
+    for iou_fn in (segment_iou, segment_iou_reference):
+        a_, b_ = a.clone().requires_grad_(), b.clone().requires_grad_()
+        (iou_fn(a_, b_) * weight).sum().backward()
+        grads.append((a_.grad, b_.grad))
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-12, atol=1e-12)
+    if kind == "continuous":  # away from kinks: finite differences agree
+        assert torch.autograd.gradcheck(segment_iou, (a.requires_grad_(), b.requires_grad_()))
+
+
+@pytest.mark.parametrize("iou_fn", [segment_iou, segment_iou_reference])
+def test_segment_iou_gradient_is_zero_where_the_union_is_empty(iou_fn) -> None:
+    segments = tensor([[1.0, 1.0], [0.0, 2.0]], torch.float64).requires_grad_()
+    iou_fn(segments[:1], segments[:1]).sum().backward()
+    assert segments.grad.tolist() == [[0.0, 0.0], [0.0, 0.0]]
+
+
 # --------------------------------------------------------------------------------------------------
 # Custom-op registration: opcheck and torch.compile
 # --------------------------------------------------------------------------------------------------
@@ -317,6 +344,8 @@ def test_opcheck_every_op() -> None:
     segments, scores, labels = random_case(50, "grid", torch.float32, seed=4)
     ops = torch.ops.rc3d_af
     torch.library.opcheck(ops.segment_iou.default, (segments, segments[:20]))
+    differentiable = segments.double().requires_grad_()
+    torch.library.opcheck(ops.segment_iou.default, (differentiable, differentiable[:20].detach()))
     torch.library.opcheck(ops.nms_1d.default, (segments, scores, 0.5))
     torch.library.opcheck(ops.batched_nms_1d.default, (segments, scores, labels, 0.5))
     torch.library.opcheck(ops.soft_nms_1d.default, (segments, scores, 0.5, 0.5, 0.01, 1))

@@ -190,7 +190,11 @@ def segment_iou_reference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     # where() rather than clamp(): like the kernel's comparison, it maps a NaN (inf - inf) to 0.
     inter = torch.where(overlap > 0, overlap, torch.zeros_like(overlap))
     union = ((a[:, 1] - a[:, 0])[:, None] + (b[:, 1] - b[:, 0])[None, :]) - inter
-    return torch.where(union > 0, inter / union, torch.zeros_like(inter))
+    valid = union > 0
+    # Dividing by 1 where the union is empty keeps 0/0 out of the backward pass (zero gradient there).
+    return torch.where(
+        valid, inter / torch.where(valid, union, torch.ones_like(union)), torch.zeros_like(inter)
+    )
 
 
 def nms_1d_reference(segments: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
@@ -256,11 +260,55 @@ def soft_nms_1d_reference(
     return index, current[index]
 
 
+def _segment_iou_backward(
+    a: torch.Tensor, b: torch.Tensor, grad: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients of ``segment_iou`` w.r.t. ``a [N, 2]`` and ``b [M, 2]`` given ``grad [N, M]``.
+
+    The derivative of the reference's operations, so the compiled op and the reference have the same
+    gradients (at equal endpoints, min/max split the gradient evenly, as ``torch.minimum`` does).
+    """
+    s1, e1 = a[:, None, 0], a[:, None, 1]
+    s2, e2 = b[None, :, 0], b[None, :, 1]
+    overlap = torch.minimum(e1, e2) - torch.maximum(s1, s2)
+    inter = torch.where(overlap > 0, overlap, torch.zeros_like(overlap))
+    union = ((e1 - s1) + (e2 - s2)) - inter
+    valid = union > 0
+    union = torch.where(valid, union, torch.ones_like(union))  # no 0/0 where the IoU is constant 0
+    # iou = inter / (len1 + len2 - inter): d/d inter = (union + inter) / union^2, d/d len = -inter / union^2.
+    d_len = torch.where(valid, -inter / (union * union), torch.zeros_like(union)) * grad
+    d_inter = (
+        torch.where(valid & (overlap > 0), (union + inter) / (union * union), torch.zeros_like(union)) * grad
+    )
+    half = torch.full_like(union, 0.5)
+    end_share = torch.where(
+        e1 < e2, torch.ones_like(half), torch.where(e1 == e2, half, torch.zeros_like(half))
+    )
+    start_share = torch.where(
+        s1 > s2, torch.ones_like(half), torch.where(s1 == s2, half, torch.zeros_like(half))
+    )
+    grad_a = torch.stack([(-d_inter * start_share - d_len).sum(1), (d_inter * end_share + d_len).sum(1)], 1)
+    grad_b = torch.stack(
+        [(-d_inter * (1 - start_share) - d_len).sum(0), (d_inter * (1 - end_share) + d_len).sum(0)], 1
+    )
+    return grad_a, grad_b
+
+
 # ----------------------------------------------------------------------------------------------------
-# Fake (meta) kernels: output shapes for torch.compile / FakeTensor tracing.
+# Fake (meta) kernels (output shapes for torch.compile / FakeTensor tracing) and autograd.
 # ----------------------------------------------------------------------------------------------------
 
 if STATUS.loaded:
+
+    def _segment_iou_setup_context(ctx, inputs, output) -> None:
+        ctx.save_for_backward(*inputs)
+
+    def _segment_iou_autograd(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return _segment_iou_backward(*ctx.saved_tensors, grad)
+
+    torch.library.register_autograd(
+        "rc3d_af::segment_iou", _segment_iou_autograd, setup_context=_segment_iou_setup_context
+    )
 
     @torch.library.register_fake("rc3d_af::segment_iou")
     def _segment_iou_fake(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
