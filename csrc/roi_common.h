@@ -151,12 +151,19 @@ template <typename T, typename scalar_t>
 C10_HOST_DEVICE inline int64_t bin_argmax(const scalar_t* row, int64_t lo, int64_t hi, T& best) {
   best = static_cast<T>(row[lo]);
   int64_t where = lo;
-  for (int64_t t = lo + 1; t < hi && !at::_isnan(best); ++t) {
+  bool saw_nan = at::_isnan(best);
+  for (int64_t t = lo + 1; t < hi; ++t) {
     const T value = static_cast<T>(row[t]);
-    if (value > best || at::_isnan(value)) {
-      best = value;
-      where = t;
+    // Selects instead of data-dependent (mispredicted) branches; NaN is tracked on the side.
+    const bool take = value > best;
+    best = take ? value : best;
+    where = take ? t : where;
+    saw_nan |= at::_isnan(value);
+  }
+  if (saw_nan) {  // rare: the first NaN is the maximum
+    for (where = lo; !at::_isnan(static_cast<T>(row[where])); ++where) {
     }
+    best = static_cast<T>(row[where]);
   }
   return where;
 }

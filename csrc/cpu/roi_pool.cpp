@@ -55,18 +55,20 @@ std::tuple<at::Tensor, at::Tensor> roi_pool_1d_cpu(const at::Tensor& input, cons
       std::vector<int64_t> lo(output_size), hi(output_size);
       for (int64_t k = begin; k < end; ++k) {
         pool_bin_ranges(r + 3 * k, spatial_scale, output_size, length, lo.data(), hi.data());
-        for (int64_t c = 0; c < channels; ++c) {
-          const scalar_t* row = in + (batch[k] * channels + c) * length;
-          const int64_t o = (k * channels + c) * output_size;
-          for (int64_t p = 0; p < output_size; ++p) {
+        // Bins outer, channels inner: every channel scans the same number of positions, which
+        // keeps the short, variable-length scans well predicted.
+        const scalar_t* slab = in + batch[k] * channels * length;
+        for (int64_t p = 0; p < output_size; ++p) {
+          const int64_t o = k * channels * output_size + p;
+          for (int64_t c = 0; c < channels; ++c) {
             if (hi[p] <= lo[p]) {  // the bin lies wholly outside the input
-              out[o + p] = scalar_t(0);
-              arg[o + p] = -1;
+              out[o + c * output_size] = scalar_t(0);
+              arg[o + c * output_size] = -1;
               continue;
             }
             acc_t best;
-            arg[o + p] = roi::bin_argmax(row, lo[p], hi[p], best);
-            out[o + p] = static_cast<scalar_t>(best);
+            arg[o + c * output_size] = roi::bin_argmax(slab + c * length, lo[p], hi[p], best);
+            out[o + c * output_size] = static_cast<scalar_t>(best);
           }
         }
       }
