@@ -30,24 +30,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     knobs = parser.add_argument_group("difficulty (amplitudes in noise standard deviations)")
     knobs.add_argument(
-        "--signal", type=float, default=_DEFAULTS.signal, help="class signal norm inside instances"
+        "--signal",
+        type=float,
+        default=_DEFAULTS.signal,
+        help="class signal norm inside instances (default: %(default)s)",
     )
-    knobs.add_argument("--boundary", type=float, default=_DEFAULTS.boundary, help="start/end cue norm")
+    knobs.add_argument(
+        "--boundary", type=float, default=_DEFAULTS.boundary, help="start/end cue norm (default: %(default)s)"
+    )
     knobs.add_argument(
         "--noise-corr",
         type=float,
         default=_DEFAULTS.noise_corr,
-        help="AR(1) correlation of the noise in time",
+        help="AR(1) correlation of the noise in time (default: %(default)s)",
     )
-    knobs.add_argument("--scene", type=float, default=_DEFAULTS.scene, help="std of per-shot scene offsets")
     knobs.add_argument(
-        "--distractors", type=float, default=_DEFAULTS.distractors, help="distractor segments per instance"
+        "--scene",
+        type=float,
+        default=_DEFAULTS.scene,
+        help="std of per-shot scene offsets (default: %(default)s)",
+    )
+    knobs.add_argument(
+        "--distractors",
+        type=float,
+        default=_DEFAULTS.distractors,
+        help="distractor segments per instance (default: %(default)s)",
     )
     knobs.add_argument(
         "--distractor-signal",
         type=float,
         default=_DEFAULTS.distractor_signal,
-        help="distractor pattern norm relative to --signal",
+        help="distractor pattern norm relative to --signal (default: %(default)s)",
     )
 
 
