@@ -128,3 +128,48 @@ def test_bad_input_is_one_line_exit_2(workspace: Path, tmp_path: Path, capsys) -
     assert "unknown key train.epochz" in err and "Traceback" not in err
     assert main(["test", "--checkpoint", str(tmp_path / "missing.pt")]) == 2
     assert "checkpoint file not found" in capsys.readouterr().err
+
+
+TINY_MODEL = [
+    "--set", "data.window_size=64", "--set", "data.train_stride=64", "--set", "model.num_levels=3",
+    "--set", "model.width_multiplier=0.03125", "--set", "model.af_head_channels=256",
+    "--set", "train.epochs=1", "--set", "train.batch_size=16",
+]  # fmt: skip
+
+
+def test_demo_writes_metrics_with_baselines(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--videos", "4", "--dim", "16", "--no-progress", *TINY_MODEL]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "labels shuffled" in printed and "videos shuffled" in printed and "wall time" in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["mAP"]) == 7 and set(metrics["by_duration"]) == {"ES", "S", "M", "L", "EL"}
+    assert set(metrics["baselines"]) == {"shuffled_labels", "shuffled_videos"}
+    assert all(len(b["mAP"]) == 7 for b in metrics["baselines"].values())
+    assert metrics["wall_seconds"]["total"] >= metrics["wall_seconds"]["train"] > 0
+    assert (out / "results.json").is_file() and (out / "duration.png").is_file()
+    synthetic = json.loads((out / "data" / "synthetic.json").read_text())
+    assert synthetic["timings"] == "thumos14" and synthetic["dim"] == 16
+    # The benchmark is reused when its settings are unchanged, regenerated otherwise.
+    from rc3d_af.commands.demo import DEMO_SIGNAL, _benchmark
+
+    assert _benchmark(out / "data", 16, 0, 4, DEMO_SIGNAL) == out / "data" / "annotations.json"
+    assert "reusing the synthetic benchmark" in capsys.readouterr().out
+    _benchmark(out / "data", 16, 0, 4, DEMO_SIGNAL + 1)
+    assert "generating" in capsys.readouterr().out
+
+
+def test_ablation_tables_side_by_side() -> None:
+    from rc3d_af.commands.ablation import format_tables
+
+    def report(value: float) -> dict:
+        buckets = {name: [value / 2, value / 4] for name in ("ES", "S")}
+        return {"tiou_thresholds": [0.3, 0.5], "mAP": [value, value / 2], "average_mAP": 0.75 * value,
+                "by_duration": buckets}  # fmt: skip
+
+    text = format_tables({"anchor_free": report(0.4), "a2net": report(0.6)})
+    lines = text.splitlines()
+    assert "Table III" in lines[0] and "Table I: mAP@0.5" in lines[0]
+    assert lines[2].split() == ["anchor-free", "40.0", "20.0", "30.0", "10.0", "10.0"]
+    assert lines[3].split() == ["A2Net", "60.0", "30.0", "45.0", "15.0", "15.0"]

@@ -15,10 +15,11 @@ import time
 from pathlib import Path
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "a2net_synthetic.yaml"
-# Benchmark difficulty (amplitudes in noise standard deviations, see rc3d_af.data.synthetic): twice
-# the generator's default class signal, so that the CPU-sized model learns the 20 classes within
-# the demo's few thousand steps; distractors, scene changes and correlated noise stay at defaults.
-DEMO_SIGNAL = {"signal": 3.0, "boundary": 2.0}
+# The generator's calibration (rc3d_af.data.synthetic.SynthParams): a per-feature linear probe scores
+# mAP@0.5 0.19 at its default signal 3.0 and 0.27 at 4.5. At 3.0 the CPU-sized A2Net of the demo,
+# trained for ~2000 steps, memorizes the per-video scene offsets of the 200 training videos (train
+# class accuracy ~60%, test ~30%) and stays near 0.11; 4.5 is the calibrated level it can learn.
+DEMO_SIGNAL = 4.5
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--dim", type=int, default=64, help="synthetic feature width D (default: %(default)s)"
     )
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic benchmark")
+    parser.add_argument(
+        "--signal",
+        type=float,
+        default=DEMO_SIGNAL,
+        help="class signal norm of the benchmark, in noise standard deviations (default: %(default)s)",
+    )
     parser.add_argument("--videos", type=int, help="use only this many videos (quick runs; default: all 413)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
 
@@ -57,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(
             f"--config: {args.config} not found (run from the rc3d_af source tree or pass --config)"
         )
-    annotation_path = _benchmark(args.out / "data", args.dim, args.data_seed, args.videos)
+    annotation_path = _benchmark(args.out / "data", args.dim, args.data_seed, args.videos, args.signal)
     data_seconds = time.perf_counter() - start
     overrides = [
         f"data.annotations={annotation_path}",
@@ -86,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
         "train": round(train_seconds, 1),
         "test": round(total - data_seconds - train_seconds, 1),
         "total": round(total, 1),
+        # CPU seconds of this process (all threads): what the run costs on an otherwise idle machine.
+        "cpu": round(time.process_time(), 1),
     }
     write_evaluation(args.out, results, report)
     print_report(report)
@@ -97,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _benchmark(data_dir: Path, dim: int, seed: int, videos: int | None) -> Path:
+def _benchmark(data_dir: Path, dim: int, seed: int, videos: int | None, signal: float) -> Path:
     """The synthetic THUMOS14-timed benchmark in ``data_dir``: reused when its recorded settings
     (``synthetic.json``) match, generated otherwise. Returns its annotations path."""
     import json
@@ -105,7 +114,7 @@ def _benchmark(data_dir: Path, dim: int, seed: int, videos: int | None) -> Path:
 
     from rc3d_af.data.synthetic import SynthParams, generate_synthetic
 
-    params = SynthParams(**DEMO_SIGNAL)
+    params = SynthParams(signal=signal)  # other knobs: the generator's defaults
     wanted = {
         "dim": dim,
         "seed": seed,

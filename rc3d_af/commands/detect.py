@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from rc3d_af.data.annotations import AnnotationSet, VideoAnnotation, load_annotations
+    from rc3d_af.data.annotations import AnnotationSet, VideoAnnotation
     from rc3d_af.data.dataset import WindowDataset
     from rc3d_af.data.features import FeatureStore, load_features
     from rc3d_af.engine.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
             f"{args.features}: features have width {features.shape[1]}, the checkpoint expects "
             f"{int(state['in_channels'])}"
         )
-    truth = _ground_truth(args, video_id, load_annotations)
+    truth = _ground_truth(args, video_id)
     fps = args.fps if args.fps is not None else (truth.fps if truth is not None else None)
     if fps is None or not fps > 0:
         raise InputError("--fps: the video's frame rate is needed (or --ground-truth with the video's fps)")
@@ -112,8 +112,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ground_truth(args: argparse.Namespace, video_id: str, load_annotations):
+def _ground_truth(args: argparse.Namespace, video_id: str):
     """The video's annotation from --ground-truth, or None."""
+    from rc3d_af.data.annotations import load_annotations
     from rc3d_af.errors import InputError
 
     if args.ground_truth is None:
