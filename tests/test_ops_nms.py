@@ -255,6 +255,30 @@ def test_compiled_matches_reference(kind: str, dtype: torch.dtype) -> None:
 
 
 @requires_compiled
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compiled_matches_reference_at_extreme_scales(dtype: torch.dtype) -> None:
+    # The CPU kernel prunes candidates by start and length class; rounding must never hide a suppressor:
+    # large offsets (few significant bits left for the length), lengths over 12 decades, tiny thresholds.
+    ops = torch.ops.rc3d_af
+    for seed, (offset, decades) in enumerate([(0.0, 2), (1e6, 12), (-3e4, 4), (1e-3, 20), (1e12, 6)] * 2):
+        gen = torch.Generator().manual_seed(seed)
+        centre = offset + torch.rand(100, generator=gen, dtype=torch.float64) * 10 ** (seed % 4)
+        length = 10 ** ((torch.rand(100, generator=gen, dtype=torch.float64) - 0.5) * decades)
+        segments = torch.stack([centre - length / 2, centre + length / 2], 1).to(dtype)
+        segments[:, 1] = torch.maximum(segments[:, 1], segments[:, 0])  # rounding may not reverse a segment
+        scores = (torch.randint(0, 20, (100,), generator=gen) / 20).to(dtype)
+        labels = torch.randint(0, 2, (100,), generator=gen)
+        for threshold in (0.0, 1e-9, 1e-5, 0.3, 0.999999):
+            assert torch.equal(
+                ops.nms_1d(segments, scores, threshold), nms_1d_reference(segments, scores, threshold)
+            )
+            assert torch.equal(
+                ops.batched_nms_1d(segments, scores, labels, threshold),
+                batched_nms_1d_reference(segments, scores, labels, threshold),
+            )
+
+
+@requires_compiled
 @pytest.mark.parametrize(("kind", "dtype"), CASES)
 @pytest.mark.parametrize("method", ["linear", "gaussian"])
 def test_compiled_soft_nms_matches_reference(kind: str, dtype: torch.dtype, method: str) -> None:
