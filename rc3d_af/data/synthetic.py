@@ -26,8 +26,9 @@ Features of a video (all amplitudes in units of the per-dimension noise standard
   boundary cue; Ambiguous intervals get a partial pattern too.
 
 Signal strength per feature is independent of ``dim`` (prototypes have unit norm), so a small
-``dim`` for CPU runs is as hard as a large one. Each video's features depend only on the seed and
-the video id, so subsets of a benchmark agree with the full one.
+``dim`` for CPU runs is as hard as a large one. A video's features depend only on the seed, the
+settings, the class list and that video's own timings, so subsets of a benchmark (``videos``)
+agree with the full one.
 """
 
 from __future__ import annotations
