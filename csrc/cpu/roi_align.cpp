@@ -113,9 +113,10 @@ at::Tensor roi_align_1d_backward_cpu(const at::Tensor& grad, const at::Tensor& r
                                      int64_t output_size, int64_t batch_size, int64_t channels,
                                      int64_t length, int64_t sampling_ratio, bool aligned) {
   roi::check_roi_grad_args(grad, rois, output_size, channels, length);
-  at::Tensor grad_input = at::zeros({batch_size, channels, length}, grad.options());
+  // Every row is written below; only a call without RoIs or channels needs the zeros.
+  at::Tensor grad_input = at::empty({batch_size, channels, length}, grad.options());
   if (grad.numel() == 0 || grad_input.numel() == 0) {
-    return grad_input;
+    return grad_input.zero_();
   }
   const at::Tensor grad_c = grad.contiguous();
   const at::Tensor rois_c = rois.contiguous();

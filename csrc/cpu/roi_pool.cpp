@@ -86,9 +86,10 @@ at::Tensor roi_pool_1d_backward_cpu(const at::Tensor& grad, const at::Tensor& ro
                   argmax.device() == grad.device(),
               "argmax: expected int64 of shape ", grad.sizes(), " on ", grad.device(), ", got ",
               argmax.scalar_type(), " ", argmax.sizes(), " on ", argmax.device());
-  at::Tensor grad_input = at::zeros({batch_size, channels, length}, grad.options());
+  // Every row is written below; only a call without RoIs or channels needs the zeros.
+  at::Tensor grad_input = at::empty({batch_size, channels, length}, grad.options());
   if (grad.numel() == 0 || grad_input.numel() == 0) {
-    return grad_input;
+    return grad_input.zero_();
   }
   const int64_t output_size = grad.size(2);
   const at::Tensor grad_c = grad.contiguous();
