@@ -71,9 +71,10 @@ __global__ void roi_align_backward_kernel(int64_t n, const scalar_t* __restrict_
       const roi::AlignGeometry<acc_t> g = roi::align_geometry<acc_t>(
           roi[1], roi[2], static_cast<acc_t>(spatial_scale), output_size, sampling_ratio, aligned);
       // Only samples within one unit of t reach it. Bins wholly farther away are skipped; the
-      // margin exceeds any rounding of the sample positions, which are recomputed exactly below.
+      // margin (one more unit, plus a relative term) exceeds any rounding of the positions and of
+      // t, and the samples of the bins kept are recomputed exactly below.
       const acc_t width = g.bin_size * static_cast<acc_t>(output_size);
-      const acc_t margin = acc_t(1) + acc_t(1e-4) * ((g.start < 0 ? -g.start : g.start) + width);
+      const acc_t margin = acc_t(2) + acc_t(1e-4) * ((g.start < 0 ? -g.start : g.start) + width);
       const acc_t reach_lo = static_cast<acc_t>(t) - margin;
       const acc_t reach_hi = static_cast<acc_t>(t) + margin;
       const scalar_t* grad_row = grad + (k * channels + c) * output_size;
