@@ -213,20 +213,25 @@ def test_soft_nms_hand_computed(soft_fn) -> None:
 
 
 @pytest.mark.parametrize("kind", ["continuous", "grid"])
-def test_nms_matches_naive_oracle(kind: str) -> None:
-    for seed in range(6):
-        segments, scores, labels = random_case(120, kind, torch.float64, seed)
+@pytest.mark.parametrize(
+    ("nms_fn", "batched_fn"), [(nms_1d, batched_nms_1d), (nms_1d_reference, batched_nms_1d_reference)]
+)
+def test_nms_matches_naive_oracle(kind: str, nms_fn, batched_fn) -> None:
+    # 300 segments: several blocks of the reference's blockwise greedy pass.
+    for seed in range(3):
+        segments, scores, labels = random_case(300, kind, torch.float64, seed)
         args = (segments.tolist(), scores.tolist())
         for threshold in THRESHOLDS:
-            assert nms_1d(segments, scores, threshold).tolist() == naive_nms(*args, [0] * 120, threshold)
+            assert nms_fn(segments, scores, threshold).tolist() == naive_nms(*args, [0] * 300, threshold)
             expected = naive_nms(*args, labels.tolist(), threshold)
-            assert batched_nms_1d(segments, scores, labels, threshold).tolist() == expected
+            assert batched_fn(segments, scores, labels, threshold).tolist() == expected
 
 
 @pytest.mark.parametrize(("method", "threshold"), [("linear", 0.3), ("gaussian", 0.0)])
-def test_soft_nms_matches_naive_oracle(method: str, threshold: float) -> None:
+@pytest.mark.parametrize("soft_fn", [soft_nms_1d, soft_nms_1d_reference])
+def test_soft_nms_matches_naive_oracle(method: str, threshold: float, soft_fn) -> None:
     segments, scores, _ = random_case(60, "continuous", torch.float64, seed=3)
-    keep, new_scores = soft_nms_1d(segments, scores, threshold, 0.5, 0.05, method)
+    keep, new_scores = soft_fn(segments, scores, threshold, 0.5, 0.05, method)
     expected_keep, expected_scores = naive_soft_nms(
         segments.tolist(), scores.tolist(), threshold, 0.5, 0.05, method
     )
