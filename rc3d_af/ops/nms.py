@@ -14,6 +14,9 @@ The references perform the same floating-point operations in the same order as t
 the input dtype, compared with the threshold in float64), so both give identical indices; they are
 also the test oracles.
 
+``segment_iou`` is differentiable (compiled op and reference alike; zero gradient where the union is
+empty); NMS returns indices, and soft-NMS scores are returned detached.
+
 Under ``torch.compile`` the value checks (NaN, ``end < start``), which branch on tensor data, are
 left to the kernels, which raise ``RuntimeError`` with the same messages.
 """
@@ -152,7 +155,7 @@ def soft_nms_1d(
 
     Returns:
         ``(keep, new_scores)``: int64 ``[K]`` indices in selection order and their decayed scores
-        ``[K]`` (non-increasing), on the input's device.
+        ``[K]`` (non-increasing, detached), on the input's device.
     """
     iou_threshold = check_probability(iou_threshold, "iou_threshold")
     sigma = check_number(sigma, "sigma", positive=True)
@@ -162,6 +165,7 @@ def soft_nms_1d(
     if not torch.compiler.is_compiling():
         _check_segments(segments, "segments")
         check_scores(scores, segments)
+    segments, scores = segments.detach(), scores.detach()  # a selection, not a differentiable function
     if not STATUS.loaded:
         return soft_nms_1d_reference(segments, scores, iou_threshold, sigma, min_score, method)
     keep, new_scores = torch.ops.rc3d_af.soft_nms_1d(
