@@ -67,35 +67,40 @@ def implementations(rois: torch.Tensor) -> dict[str, dict[str, Op]]:
     return impls
 
 
-def time_forward_backward(fn: Op, features: torch.Tensor, repeats: int):
-    """Median forward and backward milliseconds (one warm-up run first)."""
-    forward, backward = [], []
-    grad = None
-    for attempt in range(repeats + 1):
-        x = features.detach().requires_grad_(True)
-        start = time.perf_counter()
-        out = fn(x)
-        middle = time.perf_counter()
-        if grad is None:
-            grad = torch.randn_like(out)
-        out.backward(grad)
-        end = time.perf_counter()
-        if attempt:
-            forward.append((middle - start) * 1e3)
-            backward.append((end - middle) * 1e3)
-    return statistics.median(forward), statistics.median(backward)
+def time_once(fn: Op, features: torch.Tensor, grad: torch.Tensor) -> tuple[float, float]:
+    """Forward and backward milliseconds of one call."""
+    x = features.detach().requires_grad_(True)
+    start = time.perf_counter()
+    out = fn(x)
+    middle = time.perf_counter()
+    out.backward(grad)
+    return (middle - start) * 1e3, (time.perf_counter() - middle) * 1e3
 
 
 def run(threads: int, repeats: int = 7) -> list[dict]:
-    """Rows {op, impl, threads, forward_ms, backward_ms, total_ms} at the sizes above."""
+    """Rows {op, impl, threads, forward_ms, backward_ms, total_ms} at the sizes above.
+
+    Implementations take turns within each repetition, so that a busy machine slows them alike;
+    one warm-up round first; the slow fallback runs in the first 3 rounds only.
+    """
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         features, rois = make_inputs()
+        grad = torch.randn(NUM_ROIS, CHANNELS, OUTPUT_SIZE)
         rows = []
         for op, impls in implementations(rois).items():
-            for name, fn in impls.items():
-                forward, backward = time_forward_backward(fn, features, repeats if name != "fallback" else 3)
+            times: dict[str, list[tuple[float, float]]] = {name: [] for name in impls}
+            for attempt in range(repeats + 1):
+                for name, fn in impls.items():
+                    if name == "fallback" and attempt > 3:
+                        continue
+                    measured = time_once(fn, features, grad)
+                    if attempt:
+                        times[name].append(measured)
+            for name, measured in times.items():
+                forward = statistics.median(m[0] for m in measured)
+                backward = statistics.median(m[1] for m in measured)
                 rows.append(
                     {
                         "op": op,
