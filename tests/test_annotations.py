@@ -16,8 +16,9 @@ from rc3d_af.data.annotations import (
     save_annotations_json,
 )
 from rc3d_af.errors import InputError
+from shared_data import THUMOS14
 
-SHARED = Path("/work/shared/data/thumos14")  # the real kit annotations (read-only)
+SHARED = THUMOS14  # the real kit annotations (read-only)
 
 
 def _write_json(path: Path, document: object) -> Path:

@@ -15,9 +15,10 @@ from rc3d_af.errors import InputError
 from rc3d_af.evaluation import Results, evaluate_detections, load_results
 from rc3d_af.evaluation.iou import segment_iou_np
 from rc3d_af.evaluation.thresholds import THUMOS14_TIOU, parse_thresholds
+from shared_data import THUMOS14
 
 ROOT = Path(__file__).resolve().parents[1]
-THUMOS = Path("/work/shared/data/thumos14")  # real kit annotations and A2Net detections (read-only)
+THUMOS = THUMOS14  # real kit annotations and A2Net detections (read-only)
 AF38 = THUMOS / "reference_results/a2net_table1_example/action_detection_af38.txt"
 
 _spec = importlib.util.spec_from_file_location("bench_evaluation", ROOT / "benchmarks/evaluation.py")

@@ -13,8 +13,9 @@ from rc3d_af.data.annotations import load_annotations
 from rc3d_af.errors import InputError
 from rc3d_af.evaluation import Results, evaluate_detections, load_results, save_results_json
 from rc3d_af.evaluation.results import save_results_txt
+from shared_data import THUMOS14
 
-THUMOS = Path("/work/shared/data/thumos14")  # real kit annotations and A2Net detections (read-only)
+THUMOS = THUMOS14  # real kit annotations and A2Net detections (read-only)
 AF38 = THUMOS / "reference_results/a2net_table1_example/action_detection_af38.txt"
 
 GT_DOC = {

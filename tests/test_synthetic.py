@@ -14,8 +14,9 @@ from rc3d_af.data.annotations import AnnotationSet, Instance, VideoAnnotation, l
 from rc3d_af.data.features import FeatureSpec, load_features
 from rc3d_af.data.synthetic import SynthParams, generate_synthetic, resolve_like, synthetic_timings
 from rc3d_af.errors import InputError
+from shared_data import THUMOS14
 
-SHARED_THUMOS14 = Path(__file__).resolve().parents[2] / "shared" / "data" / "thumos14"
+SHARED_THUMOS14 = THUMOS14
 SPEC = FeatureSpec()
 
 

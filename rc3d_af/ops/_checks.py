@@ -49,7 +49,8 @@ def check_scores(scores: object, segments: torch.Tensor, name: str = "scores") -
     """``scores``: ``[N]``, same dtype and device as ``segments``, no NaN."""
     scores = check_tensor(scores, name)
     if scores.dim() != 1 or scores.size(0) != segments.size(0):
-        raise ValueError(f"{name}: expected shape [{segments.size(0)}] (one per segment), got {list(scores.shape)}")
+        expected = f"[{segments.size(0)}] (one per segment)"
+        raise ValueError(f"{name}: expected shape {expected}, got {list(scores.shape)}")
     if scores.dtype != segments.dtype:
         raise TypeError(f"{name}: dtype {scores.dtype} differs from segments dtype {segments.dtype}")
     check_same_device(segments=segments, **{name: scores})
