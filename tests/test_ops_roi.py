@@ -209,6 +209,23 @@ def test_compiled_half_precision_computes_in_float(dtype: torch.dtype) -> None:
     torch.testing.assert_close(roi_pool_1d(x, rois, 4), roi_pool_1d_reference(x, rois, 4)[0], rtol=0, atol=0)
 
 
+@needs_compiled
+def test_cpu_backward_does_not_depend_on_thread_count() -> None:
+    x, rois = random_case(6, torch.float32, batch=2, channels=16, length=40, rois=200)
+    previous = torch.get_num_threads()
+    grads = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            for op in (lambda a: roi_align_1d(a, rois, 8, 1.0, 2), lambda a: roi_pool_1d(a, rois, 8)):
+                a = x.clone().requires_grad_(True)
+                op(a).backward(torch.ones(200, 16, 8))
+                grads.append(a.grad)
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.equal(grads[0], grads[2]) and torch.equal(grads[1], grads[3])
+
+
 # ---------------------------------------------------------------------------------------------
 # torchvision parity (the definition of the semantics)
 
