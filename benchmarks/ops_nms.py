@@ -3,11 +3,12 @@
 Input: THUMOS-like detections of one long video: centres uniform over 0-600 s, lengths log-uniform
 in 0.5-60 s, uniform scores, 20 classes for batched NMS; torchvision gets the same segments embedded
 as boxes (start, 0, end, 1), whose IoU equals the segment IoU. Every backend runs with the same
-thread count; the figure is the median wall time of repeated calls (one call for the slow
-fallback). "agree": the same kept set as torchvision's, in the same score order (torchvision leaves
-the order of equal scores undefined; rc3d_af takes them in index order).
+thread count; the figure is the median time (wall, or process CPU time with --clock cpu) of repeated
+calls, the backends taking turns (one call for the slow fallback). "agree": the same kept set as
+torchvision's, in the same score order (torchvision leaves the order of equal scores undefined;
+rc3d_af takes them in index order).
 
-    python benchmarks/ops_nms.py [--threads 1 2] [--device cpu cuda] [--iou 0.5]
+    python benchmarks/ops_nms.py [--threads 1 2] [--device cpu cuda] [--iou 0.5] [--clock wall|cpu]
 
 torchvision is optional (it must match the installed torch); without it those rows are omitted.
 """
@@ -53,18 +54,27 @@ def same_selection(keep: torch.Tensor, expected: torch.Tensor, scores: torch.Ten
     return same_set and torch.equal(scores[keep], scores[expected])
 
 
-def median_ms(fn: Callable[[], object], repeats: int, device: str) -> float:
-    """Median wall time in ms of ``repeats`` calls (run ``fn`` once before, as a warm-up)."""
-    times = []
+def time_ms(fn: Callable[[], object], device: str, clock: Callable[[], float]) -> float:
+    """One call of ``fn`` in ms on ``clock`` (CUDA work included)."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start = clock()
+    fn()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return (clock() - start) * 1e3
+
+
+def median_ms(
+    backends: dict[str, Callable[[], object]], repeats: int, device: str, clock: Callable[[], float]
+) -> dict[str, float]:
+    """Median time per backend. The backends take turns in every round, so a change of machine load
+    during the run affects them alike (the timings here were taken on a shared machine)."""
+    times: dict[str, list[float]] = {name: [] for name in backends}
     for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+        for name, fn in backends.items():
+            times[name].append(time_ms(fn, device, clock))
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def _torchvision_ops():
@@ -75,48 +85,51 @@ def _torchvision_ops():
     return ops
 
 
-def run(threads: int, device: str = "cpu", iou_threshold: float = 0.5, repeats: int = 21) -> list[dict]:
+def run(
+    threads: int, device: str = "cpu", iou_threshold: float = 0.5, repeats: int = 21, clock: str = "wall"
+) -> list[dict]:
     """One row per (op, N, backend): ``op, n, threads, device, backend, median_ms, kept, agree``.
 
-    ``agree``: whether the kept indices equal torchvision's (None when torchvision is absent or for
-    torchvision itself).
+    ``clock``: ``"wall"`` (time.perf_counter) or ``"cpu"`` (time.process_time: CPU time of all
+    threads, robust to other processes competing for the cores). ``agree``: see the module docstring
+    (None without torchvision and for torchvision itself).
     """
     torch.set_num_threads(threads)
+    timer = time.perf_counter if clock == "wall" else time.process_time
     tv = _torchvision_ops()
     rows = []
     for n in SIZES:
         segments, scores, labels = make_detections(n, device=device)
         boxes = as_boxes(segments)
-        cases = {
-            "nms_1d": {
-                "compiled": lambda s=segments, p=scores: nms_1d(s, p, iou_threshold),
-                "fallback": lambda s=segments, p=scores: nms_1d_reference(s, p, iou_threshold),
-            },
+        cases: dict[str, dict[str, Callable[[], torch.Tensor]]] = {
+            "nms_1d": {"fallback": lambda s=segments, p=scores: nms_1d_reference(s, p, iou_threshold)},
             "batched_nms_1d": {
-                "compiled": lambda s=segments, p=scores, c=labels: batched_nms_1d(s, p, c, iou_threshold),
                 "fallback": lambda s=segments, p=scores, c=labels: batched_nms_1d_reference(
                     s, p, c, iou_threshold
-                ),
+                )
             },
         }
+        if _extension.use_compiled(segments):
+            cases["nms_1d"]["compiled"] = lambda s=segments, p=scores: nms_1d(s, p, iou_threshold)
+            cases["batched_nms_1d"]["compiled"] = lambda s=segments, p=scores, c=labels: batched_nms_1d(
+                s, p, c, iou_threshold
+            )
         if tv is not None:
             cases["nms_1d"]["torchvision"] = lambda b=boxes, p=scores: tv.nms(b, p, iou_threshold)
             cases["batched_nms_1d"]["torchvision"] = lambda b=boxes, p=scores, c=labels: tv.batched_nms(
                 b, p, c, iou_threshold
             )
         for op, backends in cases.items():
-            expected = backends["torchvision"]() if tv is not None else None
-            for backend, fn in backends.items():
-                if backend == "compiled" and not _extension.use_compiled(segments):
-                    continue
-                keep = fn()  # also the warm-up (allocations, CUDA context)
-                agree = (
-                    None
-                    if expected is None or backend == "torchvision"
-                    else same_selection(keep, expected, scores)
-                )
-                # The fallback loops in Python over kept segments (seconds at N = 20,000): one timed call.
-                count = repeats if backend != "fallback" else 1
+            kept = {name: fn() for name, fn in backends.items()}  # also the warm-up
+            # The fallback takes seconds at N = 20,000: one timed call; the others take turns.
+            fallback = backends.pop("fallback")
+            medians = median_ms(backends, repeats, device, timer)
+            medians["fallback"] = time_ms(fallback, device, timer)
+            for backend, median in medians.items():
+                expected = kept.get("torchvision")
+                agree = None
+                if expected is not None and backend != "torchvision":
+                    agree = same_selection(kept[backend], expected, scores)
                 rows.append(
                     {
                         "op": op,
@@ -124,8 +137,8 @@ def run(threads: int, device: str = "cpu", iou_threshold: float = 0.5, repeats: 
                         "threads": threads,
                         "device": device,
                         "backend": backend,
-                        "median_ms": median_ms(fn, count, device),
-                        "kept": int(keep.numel()),
+                        "median_ms": median,
+                        "kept": int(kept[backend].numel()),
                         "agree": agree,
                     }
                 )
@@ -157,6 +170,9 @@ def main() -> int:
     parser.add_argument("--device", nargs="+", default=["cpu"], choices=["cpu", "cuda"])
     parser.add_argument("--iou", type=float, default=0.5, help="IoU threshold (default 0.5)")
     parser.add_argument("--repeats", type=int, default=21)
+    parser.add_argument(
+        "--clock", choices=["wall", "cpu"], default="wall", help="wall time or process CPU time"
+    )
     args = parser.parse_args()
     kernels = "loaded" if _extension.STATUS.loaded else "NOT loaded"
     torchvision = "yes" if _torchvision_ops() is not None else "not importable"
@@ -166,7 +182,7 @@ def main() -> int:
     rows = []
     for device in args.device:
         for threads in dict.fromkeys(args.threads):
-            rows += run(threads, device=device, iou_threshold=args.iou, repeats=args.repeats)
+            rows += run(threads, device, args.iou, args.repeats, args.clock)
     print(format_rows(rows))
     return 0
 
