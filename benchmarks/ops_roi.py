@@ -1,11 +1,11 @@
-"""Benchmark of roi_align_1d and roi_pool_1d, forward and backward, on the CPU.
+"""Benchmark of roi_align_1d and roi_pool_1d, forward and backward, on the CPU or CUDA.
 
 Implementations: the compiled kernels (when built), the pure-PyTorch fallback, and
 torchvision.ops.roi_align / roi_pool on height-1 images (when torchvision is importable).
 Sizes: B=32, C=512, T=128, K=512 RoIs, 16 bins, sampling ratio 2 (RoIAlign). Each figure is the
 median of repeated runs in milliseconds.
 
-    python benchmarks/ops_roi.py [--threads 1 2] [--repeats 7]
+    python benchmarks/ops_roi.py [--threads 1 2] [--repeats 7] [--device cpu cuda]
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import torch
 
-from rc3d_af.ops import EXTENSION_STATUS
+from rc3d_af.ops._extension import use_compiled
 from rc3d_af.ops.roi import roi_align_1d_reference, roi_pool_1d_reference
 
 try:
@@ -28,14 +28,15 @@ except ImportError:
 BATCH, CHANNELS, LENGTH, NUM_ROIS, OUTPUT_SIZE, SAMPLING_RATIO = 32, 512, 128, 512, 16, 2
 
 
-def make_inputs(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def make_inputs(seed: int = 0, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """Features [B, C, T] and RoIs [K, 3] of 2..64 positions starting anywhere in the window."""
     g = torch.Generator().manual_seed(seed)
     features = torch.randn(BATCH, CHANNELS, LENGTH, generator=g)
     start = torch.rand(NUM_ROIS, generator=g) * (LENGTH - 2)
     length = 2 + torch.rand(NUM_ROIS, generator=g) * (LENGTH / 2 - 2)
     batch = torch.randint(0, BATCH, (NUM_ROIS,), generator=g).float()
-    return features, torch.stack([batch, start, (start + length).clamp_max(LENGTH)], 1)
+    rois = torch.stack([batch, start, (start + length).clamp_max(LENGTH)], 1)
+    return features.to(device), rois.to(device)
 
 
 Op = Callable[[torch.Tensor], torch.Tensor]
@@ -44,7 +45,7 @@ Op = Callable[[torch.Tensor], torch.Tensor]
 def implementations(rois: torch.Tensor) -> dict[str, dict[str, Op]]:
     """{op: {implementation: fn(features) -> [K, C, OUTPUT_SIZE]}}."""
     impls: dict[str, dict[str, Op]] = {"roi_align_1d": {}, "roi_pool_1d": {}}
-    if EXTENSION_STATUS.loaded:
+    if use_compiled(rois):
         ops = torch.ops.rc3d_af
         impls["roi_align_1d"]["compiled"] = lambda x: ops.roi_align_1d(
             x, rois, 1.0, OUTPUT_SIZE, SAMPLING_RATIO, False
@@ -70,15 +71,19 @@ def implementations(rois: torch.Tensor) -> dict[str, dict[str, Op]]:
 def time_once(fn: Op, features: torch.Tensor, grad: torch.Tensor) -> tuple[float, float]:
     """Forward and backward milliseconds of one call."""
     x = features.detach().requires_grad_(True)
+    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
+    sync()
     start = time.perf_counter()
     out = fn(x)
+    sync()
     middle = time.perf_counter()
     out.backward(grad)
+    sync()
     return (middle - start) * 1e3, (time.perf_counter() - middle) * 1e3
 
 
-def run(threads: int, repeats: int = 7) -> list[dict]:
-    """Rows {op, impl, threads, forward_ms, backward_ms, total_ms} at the sizes above.
+def run(threads: int, repeats: int = 7, device: str = "cpu") -> list[dict]:
+    """Rows {op, impl, threads, device, forward_ms, backward_ms, total_ms} at the sizes above.
 
     Implementations take turns within each repetition, so that a busy machine slows them alike;
     one warm-up round first; the slow fallback runs in the first 3 rounds only.
@@ -86,8 +91,8 @@ def run(threads: int, repeats: int = 7) -> list[dict]:
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        features, rois = make_inputs()
-        grad = torch.randn(NUM_ROIS, CHANNELS, OUTPUT_SIZE)
+        features, rois = make_inputs(device=device)
+        grad = torch.randn(NUM_ROIS, CHANNELS, OUTPUT_SIZE, device=device)
         rows = []
         for op, impls in implementations(rois).items():
             times: dict[str, list[tuple[float, float]]] = {name: [] for name in impls}
@@ -106,6 +111,7 @@ def run(threads: int, repeats: int = 7) -> list[dict]:
                         "op": op,
                         "impl": name,
                         "threads": threads,
+                        "device": device,
                         "forward_ms": forward,
                         "backward_ms": backward,
                         "total_ms": forward + backward,
@@ -117,14 +123,18 @@ def run(threads: int, repeats: int = 7) -> list[dict]:
 
 
 def format_rows(rows: list[dict]) -> str:
-    header = f"{'op':<14}{'impl':<13}{'threads':>8}{'fwd ms':>10}{'bwd ms':>10}{'total ms':>10}{'vs tv':>8}"
+    header = (
+        f"{'op':<14}{'impl':<13}{'device':>7}{'threads':>8}"
+        f"{'fwd ms':>10}{'bwd ms':>10}{'total ms':>10}{'vs tv':>8}"
+    )
     lines = [header, "-" * len(header)]
-    baseline = {(r["op"], r["threads"]): r["total_ms"] for r in rows if r["impl"] == "torchvision"}
+    key = ("op", "device", "threads")
+    baseline = {tuple(r[k] for k in key): r["total_ms"] for r in rows if r["impl"] == "torchvision"}
     for r in rows:
-        tv = baseline.get((r["op"], r["threads"]))
+        tv = baseline.get(tuple(r[k] for k in key))
         speedup = f"{tv / r['total_ms']:.2f}x" if tv else "-"
         lines.append(
-            f"{r['op']:<14}{r['impl']:<13}{r['threads']:>8}{r['forward_ms']:>10.2f}{r['backward_ms']:>10.2f}"
+            f"{r['op']:<14}{r['impl']:<13}{r['device']:>7}{r['threads']:>8}{r['forward_ms']:>10.2f}{r['backward_ms']:>10.2f}"
             f"{r['total_ms']:>10.2f}{speedup:>8}"
         )
     return "\n".join(lines)
@@ -134,13 +144,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--device", nargs="+", default=["cpu"], choices=["cpu", "cuda"])
     args = parser.parse_args()
     print(f"torch {torch.__version__}, torchvision {getattr(torchvision, '__version__', 'not importable')}")
     print(
         f"B={BATCH} C={CHANNELS} T={LENGTH} K={NUM_ROIS} output_size={OUTPUT_SIZE} "
-        f"sampling_ratio={SAMPLING_RATIO} (roi_align), float32, CPU"
+        f"sampling_ratio={SAMPLING_RATIO} (roi_align), float32"
     )
-    rows = [row for threads in args.threads for row in run(threads, args.repeats)]
+    rows = [
+        row
+        for device in args.device
+        for threads in args.threads
+        for row in run(threads, args.repeats, device)
+    ]
     print(format_rows(rows))
 
 
