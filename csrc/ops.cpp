@@ -1,6 +1,6 @@
 // The operator schemas of rc3d_af: the whole public surface of the compiled library in one place.
 // Kernels are registered per dispatch key in csrc/cpu and csrc/cuda; fake (meta) kernels and
-// autograd formulas are registered from Python (rc3d_af/ops/_registration.py).
+// autograd formulas are registered from Python beside each op (rc3d_af/ops/nms.py, rc3d_af/ops/roi.py).
 //
 // Units: segments and RoIs are (start, end) pairs in any continuous unit (no "+1" on lengths);
 // RoIs carry a leading batch index, (b, start, end), in input units before spatial_scale.
