@@ -152,11 +152,13 @@ def test_demo_writes_metrics_with_baselines(tmp_path: Path, capsys) -> None:
     synthetic = json.loads((out / "data" / "synthetic.json").read_text())
     assert synthetic["timings"] == "thumos14" and synthetic["dim"] == 16
     # The benchmark is reused when its settings are unchanged, regenerated otherwise.
-    from rc3d_af.commands.demo import DEMO_SIGNAL, _benchmark
+    from rc3d_af.commands.demo import DEMO_SCENE, DEMO_SIGNAL, _benchmark
+    from rc3d_af.data.synthetic import SynthParams
 
-    assert _benchmark(out / "data", 16, 0, 4, DEMO_SIGNAL) == out / "data" / "annotations.json"
+    params = SynthParams(signal=DEMO_SIGNAL, scene=DEMO_SCENE)
+    assert _benchmark(out / "data", 16, 0, 4, params) == out / "data" / "annotations.json"
     assert "reusing the synthetic benchmark" in capsys.readouterr().out
-    _benchmark(out / "data", 16, 0, 4, DEMO_SIGNAL + 1)
+    _benchmark(out / "data", 16, 0, 4, SynthParams(signal=DEMO_SIGNAL + 1, scene=DEMO_SCENE))
     assert "generating" in capsys.readouterr().out
 
 

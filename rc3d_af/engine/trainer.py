@@ -194,7 +194,7 @@ class Trainer:
             self.loader,
             desc=f"epoch {epoch}/{self.cfg.train.epochs}",
             unit="batch",
-            disable=not self.progress,
+            disable=None if self.progress else True,  # None: no bar when stderr is not a terminal
             leave=False,
             dynamic_ncols=True,
         )
