@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rc3d_af.commands import add_overrides_argument
+
 if TYPE_CHECKING:
     from rc3d_af.data.synthetic import SynthParams
 
@@ -36,14 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", type=Path, default=Path("runs/demo"), help="output folder (default: %(default)s)"
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set train.epochs=4",
-    )
+    add_overrides_argument(parser, help="override a config value, e.g. --set train.epochs=4")
     parser.add_argument(
         "--dim", type=int, default=64, help="synthetic feature width D (default: %(default)s)"
     )

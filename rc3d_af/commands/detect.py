@@ -14,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 
+from rc3d_af.commands import add_overrides_argument
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("features", type=Path, help="(T, D) .npy feature file of one video")
@@ -27,14 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plot", type=Path, help="write a timeline PNG of the detections (and ground truth)")
     parser.add_argument("--out", type=Path, help="write the JSON here instead of printing it")
     parser.add_argument("--min-score", type=float, default=0.0, help="drop detections scoring below this")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a setting of the checkpoint's config, e.g. model.top_k=50",
-    )
+    add_overrides_argument(parser, help="override a setting of the checkpoint's config, e.g. model.top_k=50")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: the config's train.device)")
 
 

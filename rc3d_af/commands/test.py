@@ -11,20 +11,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rc3d_af.commands import add_overrides_argument
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", type=Path, nargs="?", help="YAML config whose data/test sections to use")
     parser.add_argument("--checkpoint", type=Path, required=True, help="checkpoint (.pt) written by train")
     parser.add_argument("--split", help="subset to evaluate (default: data.test_subset)")
     parser.add_argument("--out", type=Path, help="output folder (default: <checkpoint folder>/test_<split>)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value (applied after the checkpoint's config)",
-    )
+    add_overrides_argument(parser, help="override a config value (applied after the checkpoint's config)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: the config's train.device)")
     parser.add_argument("--no-plots", action="store_true", help="do not draw the PNG plots")
 

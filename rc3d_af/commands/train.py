@@ -9,17 +9,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rc3d_af.commands import add_overrides_argument
+
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """The CONFIG argument and repeated ``--set key.path=value`` overrides (shared by several commands)."""
     parser.add_argument("config", type=Path, help="YAML config file (see configs/)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set train.lr=1e-3 --set model.variant=anchor_free",
+    add_overrides_argument(
+        parser, help="override a config value, e.g. --set train.lr=1e-3 --set model.variant=anchor_free"
     )
 
 
