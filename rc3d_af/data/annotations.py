@@ -162,9 +162,9 @@ def load_video_info(path: str | Path) -> dict[str, tuple[float, float | None]]:
     info: dict[str, tuple[float, float | None]] = {}
     for line, row in enumerate(rows, start=2):
         where = f"{path}, line {line}"
-        duration = _number(row[duration_key], f"{where}, {duration_key}")
+        duration = finite_number(row[duration_key], f"{where}, {duration_key}")
         fps_text = (row.get("fps") or "").strip()
-        fps = _number(fps_text, f"{where}, fps") if fps_text else None
+        fps = finite_number(fps_text, f"{where}, fps") if fps_text else None
         if duration <= 0 or (fps is not None and fps <= 0):
             raise InputError(f"{where}: duration and fps must be positive")
         info[normalize_video_id(row["video"])] = (duration, fps)
@@ -265,9 +265,9 @@ def _parse_json_video(
     duration = entry.get("duration", known_duration)
     if duration is None:
         raise InputError(f"{where}.duration: missing (and no video info gives it)")
-    duration = _number(duration, f"{where}.duration")
+    duration = finite_number(duration, f"{where}.duration")
     fps = entry.get("fps", known_fps)
-    fps = None if fps is None else _number(fps, f"{where}.fps")
+    fps = None if fps is None else finite_number(fps, f"{where}.fps")
     if duration <= 0 or (fps is not None and fps <= 0):
         raise InputError(f"{where}: duration and fps must be positive, got {duration}, {fps}")
     raw = entry.get("annotations", [])
@@ -381,7 +381,7 @@ def _read_thumos_file(path: Path) -> Iterable[tuple[str, float, float]]:
         where = f"{path}, line {line_no}"
         if len(fields) != 3:
             raise InputError(f"{where}: expected 'video t_start t_end', got {line!r}")
-        start, end = _segment([_number(fields[1], where), _number(fields[2], where)], where)
+        start, end = _segment([finite_number(fields[1], where), finite_number(fields[2], where)], where)
         yield normalize_video_id(fields[0]), start, end
 
 
@@ -410,7 +410,8 @@ def _new_thumos_video(
 # ----------------------------------------------------------------------------------------------
 
 
-def _number(value: Any, where: str) -> float:
+def finite_number(value: Any, where: str) -> float:
+    """``value`` as a finite float; otherwise an InputError naming ``where`` (file, entry, field)."""
     if isinstance(value, bool):
         raise InputError(f"{where}: expected a number, got {value!r}")
     try:
@@ -425,7 +426,7 @@ def _number(value: Any, where: str) -> float:
 def _segment(value: Any, where: str) -> tuple[float, float]:
     if not isinstance(value, (list, tuple)) or len(value) != 2:
         raise InputError(f"{where}: expected [t_start, t_end] in seconds, got {value!r}")
-    start, end = _number(value[0], where), _number(value[1], where)
+    start, end = finite_number(value[0], where), finite_number(value[1], where)
     if end < start:
         raise InputError(f"{where}: segment [{start}, {end}] ends before it starts")
     return start, end

@@ -18,7 +18,6 @@ names are kept as written, so the evaluators can count and report them.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from rc3d_af.data.annotations import normalize_video_id
+from rc3d_af.data.annotations import finite_number, normalize_video_id
 from rc3d_af.errors import InputError
 
 __all__ = ["Results", "VideoDetections", "load_results", "save_results_json", "save_results_txt"]
@@ -131,7 +130,7 @@ def _parse_json(path: Path, text: str, require_labels: bool) -> Results:
             if not isinstance(segment, list) or len(segment) != 2:
                 raise InputError(f"{item}.segment: expected [t_start, t_end], got {segment!r}")
             segments.append(_segment(segment[0], segment[1], f"{item}.segment"))
-            scores.append(_number(entry.get("score"), f"{item}.score"))
+            scores.append(finite_number(entry.get("score"), f"{item}.score"))
             labels.append(_label(entry.get("label"), item, require_labels))
         results.add(normalize_video_id(vid), segments, scores, labels)
     return results
@@ -151,7 +150,7 @@ def _parse_text(
         label = fields[3] if fields[3] in names else by_id.get(fields[3], fields[3])
         segments, scores, labels = rows.setdefault(normalize_video_id(fields[0]), ([], [], []))
         segments.append(_segment(fields[1], fields[2], where))
-        scores.append(_number(fields[4], f"{where}, score"))
+        scores.append(finite_number(fields[4], f"{where}, score"))
         labels.append(_label(label, where, require_labels))
     results = Results(source=str(path))
     for vid, (segments, scores, labels) in rows.items():
@@ -160,22 +159,10 @@ def _parse_text(
 
 
 def _segment(start: Any, end: Any, where: str) -> list[float]:
-    segment = [_number(start, f"{where}, t_start"), _number(end, f"{where}, t_end")]
+    segment = [finite_number(start, f"{where}, t_start"), finite_number(end, f"{where}, t_end")]
     if segment[1] < segment[0]:
         raise InputError(f"{where}: segment {segment} ends before it starts")
     return segment
-
-
-def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool):
-        raise InputError(f"{where}: expected a number, got {value!r}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{where}: expected a number, got {value!r}") from None
-    if not math.isfinite(number):
-        raise InputError(f"{where}: expected a finite number, got {value!r}")
-    return number
 
 
 def _label(value: Any, where: str, required: bool) -> str:
