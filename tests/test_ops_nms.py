@@ -249,14 +249,22 @@ def test_compiled_matches_reference(kind: str, dtype: torch.dtype) -> None:
         assert torch.equal(
             ops.segment_iou(segments, segments[: n // 2]), segment_iou_reference(segments, segments[: n // 2])
         )
-        for threshold in (*THRESHOLDS, float(torch.rand(1, generator=torch.Generator().manual_seed(seed)))):
-            assert torch.equal(
-                ops.nms_1d(segments, scores, threshold), nms_1d_reference(segments, scores, threshold)
-            )
-            assert torch.equal(
-                ops.batched_nms_1d(segments, scores, labels, threshold),
-                batched_nms_1d_reference(segments, scores, labels, threshold),
-            )
+        random_threshold = float(torch.rand(1, generator=torch.Generator().manual_seed(seed)))
+        assert_nms_kernels_match_reference(segments, scores, labels, (*THRESHOLDS, random_threshold))
+
+
+def assert_nms_kernels_match_reference(
+    segments: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, thresholds: tuple[float, ...]
+) -> None:
+    """The compiled nms_1d and batched_nms_1d keep exactly what the references keep, in the same order."""
+    ops = torch.ops.rc3d_af
+    for threshold in thresholds:
+        expected = nms_1d_reference(segments, scores, threshold)
+        assert torch.equal(ops.nms_1d(segments, scores, threshold), expected)
+        assert torch.equal(
+            ops.batched_nms_1d(segments, scores, labels, threshold),
+            batched_nms_1d_reference(segments, scores, labels, threshold),
+        )
 
 
 @requires_compiled
@@ -264,7 +272,6 @@ def test_compiled_matches_reference(kind: str, dtype: torch.dtype) -> None:
 def test_compiled_matches_reference_at_extreme_scales(dtype: torch.dtype) -> None:
     # The CPU kernel prunes candidates by start and length class; rounding must never hide a suppressor:
     # large offsets (few significant bits left for the length), lengths over 12 decades, tiny thresholds.
-    ops = torch.ops.rc3d_af
     for seed, (offset, decades) in enumerate([(0.0, 2), (1e6, 12), (-3e4, 4), (1e-3, 20), (1e12, 6)] * 2):
         gen = torch.Generator().manual_seed(seed)
         centre = offset + torch.rand(100, generator=gen, dtype=torch.float64) * 10 ** (seed % 4)
@@ -273,14 +280,7 @@ def test_compiled_matches_reference_at_extreme_scales(dtype: torch.dtype) -> Non
         segments[:, 1] = torch.maximum(segments[:, 1], segments[:, 0])  # rounding may not reverse a segment
         scores = (torch.randint(0, 20, (100,), generator=gen) / 20).to(dtype)
         labels = torch.randint(0, 2, (100,), generator=gen)
-        for threshold in (0.0, 1e-9, 1e-5, 0.3, 0.999999):
-            assert torch.equal(
-                ops.nms_1d(segments, scores, threshold), nms_1d_reference(segments, scores, threshold)
-            )
-            assert torch.equal(
-                ops.batched_nms_1d(segments, scores, labels, threshold),
-                batched_nms_1d_reference(segments, scores, labels, threshold),
-            )
+        assert_nms_kernels_match_reference(segments, scores, labels, (0.0, 1e-9, 1e-5, 0.3, 0.999999))
 
 
 @requires_compiled
