@@ -32,6 +32,14 @@ inline void check_segments_arg(const at::Tensor& segments, const char* name) {
               ": expected dtype float32 or float64, got ", segments.scalar_type());
 }
 
+// The arguments of segment_iou(a, b): two [N, 2] / [M, 2] floating tensors of one dtype.
+inline void check_segment_iou_args(const at::Tensor& a, const at::Tensor& b) {
+  check_segments_arg(a, "a");
+  check_segments_arg(b, "b");
+  TORCH_CHECK(a.scalar_type() == b.scalar_type(), "b: dtype ", b.scalar_type(), " differs from a dtype ",
+              a.scalar_type());
+}
+
 // Value checks cost one pass over the data (and a device sync on CUDA); the NMS kernels need them
 // because a NaN score would break the sort order.
 inline void check_segment_values(const at::Tensor& segments, const char* name) {

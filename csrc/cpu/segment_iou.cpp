@@ -24,10 +24,7 @@ void segment_iou_rows(const scalar_t* a, const scalar_t* b, int64_t m, int64_t r
 
 // a [N, 2], b [M, 2] -> [N, M] in the dtype of the inputs.
 at::Tensor segment_iou_cpu(const at::Tensor& a, const at::Tensor& b) {
-  check_segments_arg(a, "a");
-  check_segments_arg(b, "b");
-  TORCH_CHECK(a.scalar_type() == b.scalar_type(), "b: dtype ", b.scalar_type(), " differs from a dtype ",
-              a.scalar_type());
+  check_segment_iou_args(a, b);
   const at::Tensor a_c = a.contiguous();
   const at::Tensor b_c = b.contiguous();
   const int64_t n = a.size(0);

@@ -29,10 +29,7 @@ __global__ void segment_iou_kernel(const scalar_t* __restrict__ a, const scalar_
 }
 
 at::Tensor segment_iou_cuda(const at::Tensor& a, const at::Tensor& b) {
-  check_segments_arg(a, "a");
-  check_segments_arg(b, "b");
-  TORCH_CHECK(a.scalar_type() == b.scalar_type(), "b: dtype ", b.scalar_type(), " differs from a dtype ",
-              a.scalar_type());
+  check_segment_iou_args(a, b);
   TORCH_CHECK(a.device() == b.device(), "b: on ", b.device(), " but a on ", a.device());
   const c10::cuda::CUDAGuard guard(a.device());
   const at::Tensor a_c = a.contiguous();
