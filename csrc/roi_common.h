@@ -54,6 +54,17 @@ inline void check_roi_grad_args(const at::Tensor& grad, const at::Tensor& rois, 
   TORCH_CHECK(rois.size(0) == 0 || length > 0, "length: expected T > 0 when rois are given, got ", length);
 }
 
+// The arguments of the RoI pooling backward: grad [K, C, output_size] and its argmax (same shape, int64).
+inline void check_roi_pool_grad_args(const at::Tensor& grad, const at::Tensor& rois, const at::Tensor& argmax,
+                                     int64_t channels, int64_t length) {
+  TORCH_CHECK(grad.dim() == 3, "grad: expected shape [K, C, output_size], got ", grad.sizes());
+  check_roi_grad_args(grad, rois, grad.size(2), channels, length);
+  TORCH_CHECK(argmax.sizes() == grad.sizes() && argmax.scalar_type() == at::kLong &&
+                  argmax.device() == grad.device(),
+              "argmax: expected int64 of shape ", grad.sizes(), " on ", grad.device(), ", got ",
+              argmax.scalar_type(), " ", argmax.sizes(), " on ", argmax.device());
+}
+
 // RoIAlign bins of one RoI along x, in input positions (after spatial_scale).
 template <typename T>
 struct AlignGeometry {

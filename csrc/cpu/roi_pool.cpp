@@ -80,12 +80,7 @@ std::tuple<at::Tensor, at::Tensor> roi_pool_1d_cpu(const at::Tensor& input, cons
 // grad [K, C, output_size], argmax [K, C, output_size] -> grad_input [B, C, T].
 at::Tensor roi_pool_1d_backward_cpu(const at::Tensor& grad, const at::Tensor& rois, const at::Tensor& argmax,
                                     int64_t batch_size, int64_t channels, int64_t length) {
-  TORCH_CHECK(grad.dim() == 3, "grad: expected shape [K, C, output_size], got ", grad.sizes());
-  roi::check_roi_grad_args(grad, rois, grad.size(2), channels, length);
-  TORCH_CHECK(argmax.sizes() == grad.sizes() && argmax.scalar_type() == at::kLong &&
-                  argmax.device() == grad.device(),
-              "argmax: expected int64 of shape ", grad.sizes(), " on ", grad.device(), ", got ",
-              argmax.scalar_type(), " ", argmax.sizes(), " on ", argmax.device());
+  roi::check_roi_pool_grad_args(grad, rois, argmax, channels, length);
   // Every row is written below; only a call without RoIs or channels needs the zeros.
   at::Tensor grad_input = at::empty({batch_size, channels, length}, grad.options());
   if (grad.numel() == 0 || grad_input.numel() == 0) {
