@@ -75,4 +75,12 @@ inline void check_iou_threshold_arg(double iou_threshold) {
               "iou_threshold: expected a number in [0, 1], got ", iou_threshold);
 }
 
+// The arguments shared by nms_1d and batched_nms_1d (labels are checked by the batched entry point).
+inline void check_nms_args(const at::Tensor& segments, const at::Tensor& scores, double iou_threshold) {
+  check_segments_arg(segments, "segments");
+  check_scores_arg(scores, segments);
+  check_iou_threshold_arg(iou_threshold);
+  check_segment_values(segments, "segments");
+}
+
 }  // namespace rc3d_af

@@ -249,10 +249,7 @@ at::Tensor to_index_tensor(const std::vector<int64_t>& values) {
 // `labels` undefined: one group (nms_1d).
 at::Tensor nms_common(const at::Tensor& segments, const at::Tensor& scores, const at::Tensor& labels,
                       double iou_threshold) {
-  check_segments_arg(segments, "segments");
-  check_scores_arg(scores, segments);
-  check_iou_threshold_arg(iou_threshold);
-  check_segment_values(segments, "segments");
+  check_nms_args(segments, scores, iou_threshold);
   const at::Tensor segments_c = segments.contiguous();
   const at::Tensor scores_c = scores.contiguous();
   const at::Tensor labels_c = labels.defined() ? labels.to(at::kLong).contiguous() : labels;

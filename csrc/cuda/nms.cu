@@ -84,10 +84,7 @@ std::vector<int64_t> greedy_pass(const uint64_t* mask, int64_t n, int64_t words)
 // `labels` undefined: one group (nms_1d).
 at::Tensor nms_cuda_common(const at::Tensor& segments, const at::Tensor& scores, const at::Tensor& labels,
                            double iou_threshold) {
-  check_segments_arg(segments, "segments");
-  check_scores_arg(scores, segments);
-  check_iou_threshold_arg(iou_threshold);
-  check_segment_values(segments, "segments");
+  check_nms_args(segments, scores, iou_threshold);
   const c10::cuda::CUDAGuard guard(segments.device());
   const int64_t n = segments.size(0);
   const at::TensorOptions index_options = segments.options().dtype(at::kLong);
