@@ -1,0 +1,68 @@
+"""Ground truth of a batch of windows: validation, padding to one tensor, and coverage counts.
+
+Ground truths are in window positions; class ids are 0..C-1 (detectors use 1..C for the actions and 0
+for background in their targets).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from rc3d_af.errors import InputError
+
+
+def check_ground_truth(
+    gt_segments: torch.Tensor, gt_labels: torch.Tensor, num_classes: int, index: int
+) -> None:
+    """Validate window ``index``'s ground truth: ``[M, 2]`` (start <= end) and ``[M]`` ids in 0..C-1."""
+    if gt_segments.dim() != 2 or gt_segments.size(1) != 2:
+        raise InputError(f"gt_segments[{index}]: expected shape [M, 2], got {list(gt_segments.shape)}")
+    if gt_labels.shape != (gt_segments.size(0),):
+        raise InputError(
+            f"gt_labels[{index}]: expected shape [{gt_segments.size(0)}] (one per segment), "
+            f"got {list(gt_labels.shape)}"
+        )
+    if gt_segments.numel() and not bool((gt_segments[:, 1] >= gt_segments[:, 0]).all()):
+        raise InputError(f"gt_segments[{index}]: every row must be (start, end) with end >= start")
+    if gt_labels.numel() and not (int(gt_labels.min()) >= 0 and int(gt_labels.max()) < num_classes):
+        raise InputError(f"gt_labels[{index}]: expected class ids in [0, {num_classes - 1}]")
+
+
+def check_batch(
+    gt_segments: Sequence[torch.Tensor], gt_labels: Sequence[torch.Tensor], batch: int, num_classes: int
+) -> None:
+    """One valid ground-truth entry per window of a batch of ``batch`` windows."""
+    if len(gt_segments) != batch or len(gt_labels) != batch:
+        raise InputError(
+            f"gt_segments/gt_labels: expected {batch} entries (one per window), "
+            f"got {len(gt_segments)} and {len(gt_labels)}"
+        )
+    for b, (segments, labels) in enumerate(zip(gt_segments, gt_labels, strict=True)):
+        check_ground_truth(segments, labels, num_classes, b)
+
+
+def pad_ground_truth(
+    gt_segments: Sequence[torch.Tensor], gt_labels: Sequence[torch.Tensor], like: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Ground truths padded to ``segments [B, M, 2]`` (dtype/device of ``like``), ``labels [B, M]``
+    and ``valid [B, M]``, with ``M >= 1``."""
+    batch = len(gt_segments)
+    width = max([1, *(len(s) for s in gt_segments)])
+    segments = like.new_zeros(batch, width, 2)
+    labels = torch.zeros(batch, width, dtype=torch.int64, device=like.device)
+    valid = torch.zeros(batch, width, dtype=torch.bool, device=like.device)
+    for b, (s, lab) in enumerate(zip(gt_segments, gt_labels, strict=True)):
+        segments[b, : len(s)] = s.to(like)
+        labels[b, : len(s)] = lab.to(like.device)
+        valid[b, : len(s)] = True
+    return segments, labels, valid
+
+
+def count_untaken(chosen: torch.Tensor, taken: torch.Tensor, valid: torch.Tensor) -> int:
+    """Valid ground truths (``[B, M]``) that no position (``chosen [B, N]`` where ``taken``) points to."""
+    width = valid.size(1)
+    hits = torch.zeros(valid.size(0), width + 1, dtype=torch.bool, device=valid.device)
+    hits.scatter_(1, torch.where(taken, chosen, width), True)  # non-taken positions land in column M
+    return int((valid & ~hits[:, :width]).sum())
