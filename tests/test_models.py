@@ -143,7 +143,7 @@ def test_forward_shapes_for_every_variant() -> None:
         ("anchor_based", {"ab_cls", "ab_overlap", "ab_reg", "anchors"}),
     ):
         model = build_model(dataclasses.replace(TINY, variant=variant), num_classes=3, in_channels=16)
-        out = model(x)
+        out = model.head_outputs(x)
         assert set(out) == keys | {"window_size"} and int(out["window_size"]) == 128
         if "af_cls" in out:
             assert out["af_cls"].shape == (2, 126, 4) and out["af_reg"].shape == (2, 126, 2)
@@ -163,7 +163,7 @@ def test_reference_code_matching_switches_through_the_model() -> None:
     cfg = dataclasses.replace(TINY, ab_negative_mining="hard", ab_match_on="predictions")
     model = build_model(cfg, num_classes=2, in_channels=4)
     terms = model.losses(
-        model(torch.randn(2, 4, 128)), [torch.tensor([[8.0, 40.0]])] * 2, [torch.tensor([1])] * 2
+        model.head_outputs(torch.randn(2, 4, 128)), [torch.tensor([[8.0, 40.0]])] * 2, [torch.tensor([1])] * 2
     )
     assert terms["num_ab_neg"].item() == terms["num_ab_pos"].item() > 0
     terms["total"].backward()
@@ -171,7 +171,7 @@ def test_reference_code_matching_switches_through_the_model() -> None:
 
 def test_a_longer_window_gives_proportionally_more_points() -> None:
     model = build_model(TINY, num_classes=2, in_channels=4)
-    out = model(torch.randn(1, 4, 256))
+    out = model.head_outputs(torch.randn(1, 4, 256))
     assert out["points"].size(0) == 252 and out["anchors"].size(0) == 1260
     assert float(out["points"][-1, 0]) == 256 - 32  # last point of the top level (stride 64)
 
@@ -186,7 +186,7 @@ def test_bad_inputs_are_named() -> None:
         model(torch.randn(1, 4, 100))
     with pytest.raises(InputError, match=r"features: expected a tensor \[B, D, T\]"):
         model(torch.randn(4, 128))
-    out = model(torch.randn(2, 4, 128))
+    out = model.head_outputs(torch.randn(2, 4, 128))
     with pytest.raises(InputError, match="expected 2 entries"):
         model.losses(out, [torch.zeros(0, 2)], [torch.zeros(0, dtype=torch.int64)])
     with pytest.raises(InputError, match="num_classes: expected a positive integer"):
@@ -207,7 +207,7 @@ def test_one_batch_overfit() -> None:
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
     history = []
     for _ in range(150):
-        terms = model.losses(model(features), gt_segments, gt_labels)
+        terms = model.losses(model.head_outputs(features), gt_segments, gt_labels)
         optimizer.zero_grad()
         terms["total"].backward()
         optimizer.step()
@@ -215,3 +215,24 @@ def test_one_batch_overfit() -> None:
     assert history[-1] < history[0] / 20, history[::15]
     # Every ground truth found a point and an anchor of its own.
     assert terms["num_gt_unassigned_af"].item() == 0 and terms["num_gt_unmatched_ab"].item() == 0
+
+
+def test_the_detector_contract_weighted_terms_in_training_detections_in_eval() -> None:
+    torch.manual_seed(0)
+    model = build_model(TINY, num_classes=2, in_channels=4)
+    features = torch.randn(2, 4, 128)
+    gt_segments, gt_labels = [torch.tensor([[8.0, 40.0]])] * 2, [torch.tensor([1])] * 2
+    diagnostics: dict[str, float] = {}
+    torch.manual_seed(1)
+    weighted = model(features, gt_segments, gt_labels, diagnostics=diagnostics)
+    # The paper's coefficients (eq. 4-5) on the unweighted terms the model reported.
+    assert set(weighted) == {"af_cls", "af_reg", "ab_cls", "ab_overlap", "ab_reg"}
+    assert weighted["af_cls"].item() == pytest.approx(30 * diagnostics["af_cls"])
+    assert weighted["ab_reg"].item() == pytest.approx(10 * diagnostics["ab_reg"])
+    assert sum(weighted.values()).item() == pytest.approx(diagnostics["total"])
+    assert diagnostics["num_ab_pos"] > 0
+    with pytest.raises(InputError, match="required in training mode"):
+        model(features)
+    model.eval()
+    detections = model(features)
+    assert len(detections) == 2 and all(len(d) <= TINY.pre_nms_top_k for d in detections)

@@ -52,9 +52,8 @@ def predict_windows(
     try:
         for batch in loader:
             with autocast(device, amp):
-                outputs = model(batch["features"].to(device, non_blocking=True))
-            outputs = {k: v.float() if v.is_floating_point() else v for k, v in outputs.items()}
-            for window in model.predict(outputs):
+                windows = model(batch["features"].to(device, non_blocking=True))
+            for window in windows:
                 detections.append(
                     WindowDetections(window.segments.cpu(), window.scores.float().cpu(), window.labels.cpu())
                 )

@@ -35,11 +35,10 @@ from rc3d_af.engine.checkpoint import capture_rng_state, load_checkpoint, restor
 from rc3d_af.engine.datasets import load_data, make_dataset
 from rc3d_af.engine.inference import autocast, evaluate_results, infer_split
 from rc3d_af.errors import InputError
-from rc3d_af.models import build_model
+from rc3d_af.models import build_model, describe_model
 
 __all__ = ["Trainer", "resolve_device", "seed_everything"]
 
-LOSS_TERMS = ("total", "af_cls", "af_reg", "ab_cls", "ab_overlap", "ab_reg")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -165,7 +164,7 @@ class Trainer:
         cfg = self.cfg.train
         self.logger.info(
             "training %s on %d windows (%s, subset %s), %d parameters, device %s%s",
-            self.cfg.model.variant,
+            describe_model(self.cfg.model),
             len(self.train_set),
             self.cfg.data.annotations,
             self.cfg.data.train_subset,
@@ -205,9 +204,7 @@ class Trainer:
             batches += 1
             windows += batch["features"].shape[0]
             rate = windows / max(time.perf_counter() - start, 1e-9)
-            bar.set_postfix_str(
-                _format_losses({k: losses[k] for k in LOSS_TERMS if k in losses}) + f" {rate:.0f} win/s"
-            )
+            bar.set_postfix_str(_format_losses(_loss_terms(losses)) + f" {rate:.0f} win/s")
         bar.close()
         self.scheduler.step()
         self.epoch = epoch
@@ -218,7 +215,7 @@ class Trainer:
             epoch,
             self.cfg.train.epochs,
             lr,
-            _format_losses({k: means[k] for k in LOSS_TERMS if k in means}),
+            _format_losses(_loss_terms(means)),
             windows,
             seconds,
             windows / max(seconds, 1e-9),
@@ -230,22 +227,21 @@ class Trainer:
         features = batch["features"].to(self.device, non_blocking=True)
         gt_segments = [g.to(self.device) for g in batch["gt_segments"]]
         gt_labels = [g.to(self.device) for g in batch["gt_labels"]]
+        diagnostics: dict[str, float] = {}
         with autocast(self.device, self.amp):
-            outputs = self.model(features)
-        # Losses in float32: the heads' logits may be float16 under autocast.
-        outputs = {k: v.float() if v.is_floating_point() else v for k, v in outputs.items()}
-        losses = self.model.losses(outputs, gt_segments, gt_labels)
-        total = losses["total"]
+            weighted = self.model(features, gt_segments, gt_labels, diagnostics=diagnostics)
+        total = sum(weighted.values())
         if not torch.isfinite(total):
             raise FloatingPointError(
-                f"epoch {self.epoch + 1}: non-finite loss {_format_losses(_values(losses))}; "
+                f"epoch {self.epoch + 1}: non-finite loss {_format_losses(diagnostics)}; "
                 "lower train.lr or check the features for extreme values"
             )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return _values(losses)
+        # The unweighted terms and counts the model reported, and what was optimised.
+        return {**diagnostics, "total": float(total.detach())}
 
     @property
     def test_set(self) -> WindowDataset:
@@ -340,8 +336,10 @@ def _check_resumable(saved: Config, current: Config, path: Path) -> None:
                 )
 
 
-def _values(losses: dict[str, torch.Tensor]) -> dict[str, float]:
-    return {name: float(value.detach()) for name, value in losses.items()}
+def _loss_terms(values: dict[str, float]) -> dict[str, float]:
+    """The loss values of a step's report (its counts, named ``num_*``, left out), ``total`` first."""
+    terms = {name: value for name, value in values.items() if not name.startswith("num_")}
+    return {"total": terms.pop("total"), **terms} if "total" in terms else terms
 
 
 def _format_losses(losses: dict[str, float]) -> str:

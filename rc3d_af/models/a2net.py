@@ -11,6 +11,7 @@ The variant (``cfg.variant``) decides which of the two modules exist.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -19,6 +20,7 @@ from rc3d_af.errors import InputError
 from rc3d_af.models import anchor_based, anchor_free, losses, postprocess, targets
 from rc3d_af.models.backbone import HierarchicalFeatures
 from rc3d_af.models.config import ModelConfig
+from rc3d_af.models.layers.ground_truth import check_batch
 
 
 class A2Net(nn.Module):
@@ -51,7 +53,36 @@ class A2Net(nn.Module):
         """Temporal length of each pyramid level for a window of ``window_size`` positions."""
         return [window_size // s for s in self.cfg.level_strides]
 
-    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        features: torch.Tensor,
+        gt_segments: Sequence[torch.Tensor] | None = None,
+        gt_labels: Sequence[torch.Tensor] | None = None,
+        *,
+        generators: Sequence[torch.Generator] | None = None,
+        diagnostics: dict[str, float] | None = None,
+    ) -> dict[str, torch.Tensor] | list[postprocess.WindowDetections]:
+        """The detector contract (docs/ARCHITECTURE.md).
+
+        Training mode: the weighted loss terms of equations (4)-(10) for ``features [B, D, T]`` and the
+        windows' ground truth (``gt_segments[b] [M_b, 2]`` window positions, ``gt_labels[b] [M_b]`` ids
+        0..C-1); ``generators`` (one per window) draw the negative sampling, torch's global generator
+        when None; ``diagnostics`` (optional) receives the unweighted terms and assignment counts.
+        Eval mode: one :class:`WindowDetections` per window (window positions, before NMS).
+        """
+        outputs = self.head_outputs(features)
+        if not self.training:
+            return self.predict(outputs)
+        if gt_segments is None or gt_labels is None:
+            raise InputError("gt_segments, gt_labels: required in training mode (model.train())")
+        # Losses in float32: the heads' logits may be float16 under autocast.
+        outputs = {k: v.float() if v.is_floating_point() else v for k, v in outputs.items()}
+        terms = self.losses(outputs, gt_segments, gt_labels, generators=generators)
+        if diagnostics is not None:
+            diagnostics.update({name: float(value.detach()) for name, value in terms.items()})
+        return losses.weighted_terms(terms, self.cfg)
+
+    def head_outputs(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         """``features [B, D, T]`` -> raw head outputs and the window geometry (see ARCHITECTURE.md):
         ``af_cls [B, Np, C+1]``, ``af_reg [B, Np, 2]``, ``points [Np, 2]``, ``ab_cls [B, Na, C+1]``,
         ``ab_overlap [B, Na]``, ``ab_reg [B, Na, 2]``, ``anchors [Na, 2]``, ``window_size`` (0-dim)."""
@@ -70,24 +101,37 @@ class A2Net(nn.Module):
             )
         return outputs
 
+    def summary_forward(self, features: torch.Tensor) -> dict[str, Any]:
+        """Every layer a window passes at inference, without the data-dependent selection (the model
+        summary counts their multiply-accumulates on the meta device); returns the window geometry."""
+        outputs = self.head_outputs(features)
+        lengths = self.level_lengths(features.size(2))
+        return {
+            "anchors_per_window": outputs["anchors"].size(0) if "anchors" in outputs else 0,
+            "points_per_window": outputs["points"].size(0) if "points" in outputs else 0,
+            "levels": [
+                {"length": length, "channels": channels, "stride": stride}
+                for length, channels, stride in zip(
+                    lengths, self.backbone.level_channels, self.cfg.level_strides, strict=True
+                )
+            ],
+        }
+
     def losses(
         self,
         outputs: dict[str, torch.Tensor],
         gt_segments: Sequence[torch.Tensor],
         gt_labels: Sequence[torch.Tensor],
+        *,
+        generators: Sequence[torch.Generator] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Loss terms (unweighted), their weighted sum ``total`` and detached assignment counts.
 
-        ``gt_segments[b]``: ``[M_b, 2]`` window positions; ``gt_labels[b]``: ``[M_b]`` ids 0..C-1.
+        ``outputs``: :meth:`head_outputs`; ``gt_segments[b]``: ``[M_b, 2]`` window positions;
+        ``gt_labels[b]``: ``[M_b]`` ids 0..C-1.
         """
         batch = next(v for k, v in outputs.items() if k.endswith("_cls")).size(0)
-        if len(gt_segments) != batch or len(gt_labels) != batch:
-            raise InputError(
-                f"gt_segments/gt_labels: expected {batch} entries (one per window), "
-                f"got {len(gt_segments)} and {len(gt_labels)}"
-            )
-        for b, (segments, labels) in enumerate(zip(gt_segments, gt_labels, strict=True)):
-            targets.check_ground_truth(segments, labels, self.num_classes, b)
+        check_batch(gt_segments, gt_labels, batch, self.num_classes)
         terms: dict[str, torch.Tensor] = {}
         counts: dict[str, int] = {}
         if "af_cls" in outputs:
@@ -97,7 +141,12 @@ class A2Net(nn.Module):
             counts["num_gt_unassigned_af"] = point_targets.num_unassigned
         if "ab_cls" in outputs:
             anchor_targets = targets.assign_anchors(
-                outputs["anchors"], gt_segments, gt_labels, self.cfg, *self._matching_inputs(outputs)
+                outputs["anchors"],
+                gt_segments,
+                gt_labels,
+                self.cfg,
+                *self._matching_inputs(outputs),
+                generators=generators,
             )
             terms.update(
                 losses.anchor_based_losses(
@@ -128,7 +177,8 @@ class A2Net(nn.Module):
         return foreground, predicted
 
     def predict(self, outputs: dict[str, torch.Tensor]) -> list[postprocess.WindowDetections]:
-        """Candidate detections per window (window positions, before NMS), section III-F."""
+        """Candidate detections per window (window positions, before NMS), section III-F, from
+        :meth:`head_outputs`."""
         return postprocess.window_detections(outputs, self.cfg)
 
     def _check_features(self, features: torch.Tensor) -> None:
@@ -145,12 +195,3 @@ class A2Net(nn.Module):
                 f"features: window length T = {features.size(2)} must be a positive multiple of "
                 f"2**num_levels = {self.min_window}"
             )
-
-
-def build_model(cfg: ModelConfig, num_classes: int, in_channels: int) -> A2Net:
-    """The A2Net of ``cfg`` for ``num_classes`` action classes (background excluded) and
-    ``in_channels``-dimensional input features."""
-    for name, value in (("num_classes", num_classes), ("in_channels", in_channels)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InputError(f"{name}: expected a positive integer, got {value!r}")
-    return A2Net(cfg, num_classes, in_channels)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rc3d_af.errors import InputError
+from rc3d_af.models.layers.priors import doubling_length_ranges
 
 VARIANTS = ("a2net", "anchor_free", "anchor_based")
 NEGATIVE_MINING = ("random", "hard")
@@ -34,6 +35,7 @@ class ModelConfig:
     the anchor-free head width, is scaled by ``width_multiplier``.
     """
 
+    arch: str = "a2net"  # the detector (see rc3d_af.models.build_model); this config is A2Net's
     variant: str = "a2net"  # "a2net" (joint, paper), "anchor_free" or "anchor_based" only
     # -- hierarchical feature module (Table II)
     num_levels: int = 6  # paper: 6 (Table VI studies 3..7)
@@ -79,6 +81,7 @@ class ModelConfig:
     soft_nms_min_score: float = 0.001  # decayed candidates below this are dropped
 
     def __post_init__(self) -> None:
+        _check_choice("arch", self.arch, ("a2net",))
         _check_choice("variant", self.variant, VARIANTS)
         _check_int("num_levels", self.num_levels, MIN_LEVELS, MAX_LEVELS)
         _check_number("width_multiplier", self.width_multiplier, low=0.0, low_open=True)
@@ -151,10 +154,7 @@ class ModelConfig:
         """Ground-truth length range ``[low, high)`` of each level, window positions."""
         if self.af_length_ranges is not None:
             return tuple((float(lo), float(hi)) for lo, hi in self.af_length_ranges)
-        ranges = [(float(s), float(2 * s)) for s in self.level_strides]
-        ranges[0] = (0.0, ranges[0][1])
-        ranges[-1] = (ranges[-1][0], math.inf)
-        return tuple(ranges)
+        return doubling_length_ranges(self.level_strides)
 
     # -- plain-data round trip ---------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -59,20 +59,25 @@ def anchor_based_losses(
     return {"ab_cls": ab_cls, "ab_overlap": ab_overlap, "ab_reg": ab_reg}
 
 
-def total_loss(terms: dict[str, torch.Tensor], cfg: ModelConfig) -> torch.Tensor:
-    """Equations (4)-(5); a branch absent from ``terms`` (single-branch variant) contributes nothing."""
-    total = None
-    if "af_cls" in terms:
-        total = terms["af_reg"] + cfg.loss_gamma_af * terms["af_cls"]
-    if "ab_cls" in terms:
-        anchor_based = (
-            terms["ab_cls"] + cfg.loss_gamma1 * terms["ab_overlap"] + cfg.loss_gamma2 * terms["ab_reg"]
-        )
-        anchor_based = cfg.loss_gamma * anchor_based
-        total = anchor_based if total is None else total + anchor_based
-    if total is None:
+def weighted_terms(terms: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    """Each loss term of ``terms`` times its coefficient in equations (4)-(5); the terms of a branch
+    absent from ``terms`` (single-branch variant) are absent from the result."""
+    weights = {
+        "af_cls": cfg.loss_gamma_af,
+        "af_reg": 1.0,
+        "ab_cls": cfg.loss_gamma,
+        "ab_overlap": cfg.loss_gamma * cfg.loss_gamma1,
+        "ab_reg": cfg.loss_gamma * cfg.loss_gamma2,
+    }
+    weighted = {name: weight * terms[name] for name, weight in weights.items() if name in terms}
+    if not weighted:
         raise ValueError("terms: expected the anchor-free and/or anchor-based loss terms")
-    return total
+    return weighted
+
+
+def total_loss(terms: dict[str, torch.Tensor], cfg: ModelConfig) -> torch.Tensor:
+    """Equations (4)-(5): the sum of :func:`weighted_terms`."""
+    return sum(weighted_terms(terms, cfg).values())
 
 
 def _mean_over(summed: torch.Tensor, count: int, source: torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
@@ -23,6 +24,7 @@ from rc3d_af.data.features import FeatureSpec
 from rc3d_af.errors import InputError
 from rc3d_af.models import anchor_based, anchor_free
 from rc3d_af.models.config import ModelConfig
+from rc3d_af.models.layers.proposals import rank_within_group
 from rc3d_af.ops import batched_nms_1d, soft_nms_1d
 
 # Per-branch candidates of a batch: segments [B, N, 2], scores [B, N], labels [B, N], keep mask [B, N].
@@ -118,21 +120,35 @@ def fuse_detections(
     ]
 
 
+class VideoMergeSettings(Protocol):
+    """The NMS settings of the video merge; every detector config has these fields."""
+
+    nms_iou: float
+    class_agnostic_nms: bool
+    soft_nms: bool
+    soft_nms_sigma: float
+    soft_nms_method: str
+    soft_nms_min_score: float
+    nms_per_class: int
+    top_k: int
+
+
 def video_detections(
     windows: Sequence[tuple[WindowDetections, int, float]],
     fps: float,
     feature_spec: FeatureSpec,
-    cfg: ModelConfig,
+    cfg: VideoMergeSettings,
     duration: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Merge the windows of one video into its final detections.
+    """Merge the windows of one video into its final detections (the one video merge of every detector).
 
     Args:
         windows: ``(detections, start_index, scale)`` per window; a window position ``x`` is video
             feature index ``start_index + x * scale``.
         fps: the video's own frame rate.
         feature_spec: feature sampling, for ``index_to_seconds``.
-        cfg: NMS settings (``nms_iou``, ``soft_nms*``, ``class_agnostic_nms``, ``nms_per_class``, ``top_k``).
+        cfg: NMS settings (``nms_iou``, ``soft_nms*``, ``class_agnostic_nms``, ``nms_per_class``, ``top_k``):
+            the detector's model config.
         duration: when given, segments are clipped to ``[0, duration]`` seconds.
 
     Returns:
@@ -152,7 +168,7 @@ def video_detections(
         scores = scores[keep]
     segments, labels, nms_labels = segments[keep], labels[keep], nms_labels[keep]
     order = scores.argsort(descending=True, stable=True)
-    within = _rank_within_label(nms_labels[order]) < cfg.nms_per_class
+    within = rank_within_group(nms_labels[order]) < cfg.nms_per_class
     keep = order[within][: cfg.top_k]
     return segments[keep], scores[keep], labels[keep]
 
@@ -175,7 +191,7 @@ def _merge_windows(
 
 
 def _soft_nms_per_class(
-    segments: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, cfg: ModelConfig
+    segments: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, cfg: VideoMergeSettings
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Soft-NMS run separately on each label; returns kept indices and their decayed scores."""
     kept, kept_scores = [torch.zeros(0, dtype=torch.int64)], [torch.zeros(0, dtype=scores.dtype)]
@@ -192,15 +208,3 @@ def _soft_nms_per_class(
         kept.append(idx[keep])
         kept_scores.append(new_scores)
     return torch.cat(kept), torch.cat(kept_scores)
-
-
-def _rank_within_label(labels: torch.Tensor) -> torch.Tensor:
-    """For labels in score order, each entry's rank among the earlier entries of its label (0-based)."""
-    if labels.numel() == 0:
-        return labels
-    grouped = labels.argsort(stable=True)  # grouped by label, score order kept inside a group
-    _, counts = labels[grouped].unique_consecutive(return_counts=True)
-    starts = torch.repeat_interleave(counts.cumsum(0) - counts, counts)
-    rank = torch.empty_like(labels)
-    rank[grouped] = torch.arange(labels.numel()) - starts
-    return rank
