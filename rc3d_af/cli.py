@@ -22,6 +22,7 @@ COMMANDS = {
     "train": "rc3d_af.commands.train",
     "test": "rc3d_af.commands.test",
     "detect": "rc3d_af.commands.detect",
+    "proposals": "rc3d_af.commands.proposals",
     "info": "rc3d_af.commands.info",
     "ablation": "rc3d_af.commands.ablation",
     "demo": "rc3d_af.commands.demo",

@@ -33,6 +33,8 @@ from rc3d_af.data.features import FeatureSpec
 from rc3d_af.errors import InputError
 from rc3d_af.evaluation.thresholds import THUMOS14_TIOU
 from rc3d_af.models.config import ModelConfig
+from rc3d_af.models.rc3d.config import ARCHS as RC3D_ARCHS
+from rc3d_af.models.rc3d.config import RC3DConfig
 
 __all__ = [
     "Config",
@@ -67,9 +69,16 @@ class DataConfig:
     train_stride: int = 32  # 128 frames at stride 4 (reference code)
     test_stride: int = 64  # 256 frames at stride 4 (reference code)
     min_gt_coverage: float = 0.9  # a training window needs a ground truth this much inside it
+    # The model's input shape, so that `rc3d-af info` sizes it without the dataset; when the dataset
+    # is read, its class count and feature width must agree.
+    num_classes: int | None = None  # action classes C (background excluded)
+    feature_dim: int | None = None  # feature width D (after concatenating the streams)
 
     def __post_init__(self) -> None:
         _check_positive(self, "stride_frames", "clip_frames", "window_size", "train_stride", "test_stride")
+        for name in ("num_classes", "feature_dim"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected a positive integer or null, got {getattr(self, name)}")
         if not 0.0 <= self.min_gt_coverage < 1.0:
             raise ValueError(f"min_gt_coverage: expected a value in [0, 1), got {self.min_gt_coverage}")
 
@@ -81,7 +90,7 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimisation (paper: Adam, lr 1e-4, batch 32, 40 epochs, lr x 0.1 at epoch 30)."""
+    """Optimisation (A2Net paper: Adam, lr 1e-4, batch 32, 40 epochs, lr x 0.1 at epoch 30)."""
 
     epochs: int = 40
     batch_size: int = 32
@@ -95,6 +104,8 @@ class TrainConfig:
     eval_every: int = 0  # evaluate every N epochs and keep the best checkpoint; 0 = never
     num_workers: int = 0  # DataLoader worker processes
     num_threads: int | None = None  # torch CPU threads; None leaves torch's default
+    optimizer: Literal["adam", "sgd"] = "adam"  # A2Net: Adam; R-C3D.pytorch: SGD with momentum
+    momentum: float = 0.9  # SGD only
 
     def __post_init__(self) -> None:
         _check_positive(self, "epochs", "batch_size")
@@ -108,6 +119,8 @@ class TrainConfig:
             m <= 0 for m in self.lr_milestones
         ):
             raise ValueError(f"lr_milestones: expected increasing positive epochs, got {self.lr_milestones}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ValueError(f"momentum: expected a value in [0, 1), got {self.momentum}")
         if self.eval_every < 0 or self.num_workers < 0:
             raise ValueError("eval_every and num_workers: expected >= 0")
         if self.num_threads is not None and self.num_threads <= 0:
@@ -134,22 +147,26 @@ class TestConfig:
             raise ValueError(f"select_tiou: {self.select_tiou} is not one of tiou_thresholds")
 
 
+ModelSection = ModelConfig | RC3DConfig  # one per detector, chosen by model.arch
+
+
 @dataclass
 class Config:
     """A whole run: data, model, training and test settings."""
 
     data: DataConfig
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelSection = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     test: TestConfig = field(default_factory=TestConfig)
 
     def __post_init__(self) -> None:
-        # Every pyramid level halves the window exactly (base max-pool, then stride-2 levels).
-        multiple = 2**self.model.num_levels
+        # The model's strides must divide the window exactly (A2Net: 2**num_levels; R-C3D: its
+        # backbone stride, times 2 per extra anchor-free level).
+        multiple = self.model.window_multiple
         if self.data.window_size % multiple:
+            what = "2**model.num_levels" if isinstance(self.model, ModelConfig) else "the model's stride"
             raise ValueError(
-                f"data.window_size: {self.data.window_size} must be a multiple of "
-                f"2**model.num_levels = {multiple}"
+                f"data.window_size: {self.data.window_size} must be a multiple of {what} = {multiple}"
             )
 
 
@@ -279,11 +296,8 @@ def _convert(tp: Any, value: Any, source: str, key: str) -> Any:
     """Check ``value`` against type hint ``tp`` and convert YAML data to it (lists -> tuples)."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
-    if tp is ModelConfig:  # the model validates its own section; its messages name "model.<field>"
-        try:
-            return ModelConfig.from_dict(value)
-        except (ValueError, TypeError) as exc:
-            raise InputError(f"{source}: {exc}") from exc
+    if tp == ModelSection:
+        return _model_config(value, source)
     if dataclasses.is_dataclass(tp):
         return _build_dataclass(tp, value, source, f"{key}.")
     if origin in (typing.Union, types.UnionType):
@@ -305,6 +319,23 @@ def _convert(tp: Any, value: Any, source: str, key: str) -> Any:
         items = [_convert(args[0], v, source, f"{key}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     return _convert_scalar(tp, value, source, key)
+
+
+def _model_config(data: Any, source: str) -> ModelConfig | RC3DConfig:
+    """The ``model`` section, by its ``arch`` (default ``a2net``): A2Net's flat config validates
+    itself (its messages name "model.<field>"); R-C3D's blocks are built like every other section."""
+    if data is not None and not isinstance(data, Mapping):
+        raise InputError(f"{source}: model: expected a mapping, got {type(data).__name__}")
+    arch = (data or {}).get("arch", "a2net")
+    if arch in RC3D_ARCHS:
+        return _build_dataclass(RC3DConfig, data, source, "model.")
+    if arch != "a2net":
+        choices = ", ".join(("a2net", *RC3D_ARCHS))
+        raise InputError(f"{source}: model.arch: expected one of {choices}, got {arch!r}")
+    try:
+        return ModelConfig.from_dict(data)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{source}: {exc}") from exc
 
 
 def _convert_scalar(tp: Any, value: Any, source: str, key: str) -> Any:

@@ -125,6 +125,12 @@ def checkpoint_config(
     data = dict(state["config"])
     if config_path is not None:
         other = config_to_dict(load_config(config_path))
+        trained, given = data["model"].get("arch", "a2net"), other["model"]["arch"]
+        if given != trained:
+            raise InputError(
+                f"{config_path}: model.arch is {given!r} but the checkpoint holds a {trained!r} model; "
+                f"give a config of arch {trained!r} (only its data and test sections are used)"
+            )
         data["data"], data["test"] = other["data"], other["test"]
     return config_from_dict(
         apply_overrides(data, overrides, source="checkpoint config"), source="checkpoint config"

@@ -15,13 +15,24 @@ from rc3d_af.data.features import FeatureStore
 from rc3d_af.data.windows import Window, rescaled_windows, sliding_windows
 from rc3d_af.errors import InputError
 
-__all__ = ["load_data", "make_dataset", "make_windows"]
+__all__ = ["check_declared_shape", "load_data", "make_dataset", "make_windows"]
 
 
 def load_data(cfg: DataConfig) -> tuple[AnnotationSet, FeatureStore]:
     """The annotations (all subsets) and a lazy store over the feature files."""
     annotations = load_annotations(cfg.annotations, video_info=cfg.video_info)
     return annotations, FeatureStore(cfg.features, cfg.streams)
+
+
+def check_declared_shape(cfg: DataConfig, num_classes: int, feature_dim: int) -> None:
+    """The dataset's class count and feature width agree with ``data.num_classes`` /
+    ``data.feature_dim`` where the config declares them (InputError naming the field otherwise)."""
+    for name, declared, found, what in (
+        ("num_classes", cfg.num_classes, num_classes, f"classes in {cfg.annotations}"),
+        ("feature_dim", cfg.feature_dim, feature_dim, f"feature dimensions in {cfg.features}"),
+    ):
+        if declared is not None and declared != found:
+            raise InputError(f"data.{name} is {declared} but the dataset has {found} {what}")
 
 
 def make_windows(

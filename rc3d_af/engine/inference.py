@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
+from collections.abc import Sequence
 
 import torch
 from torch.utils.data import DataLoader
@@ -23,7 +24,8 @@ from rc3d_af.data.features import FeatureSpec
 from rc3d_af.errors import InputError
 from rc3d_af.evaluation import evaluate_detections
 from rc3d_af.evaluation.results import Results
-from rc3d_af.models import ModelConfig, WindowDetections, video_detections
+from rc3d_af.models import WindowDetections, video_detections
+from rc3d_af.models.postprocess import VideoMergeSettings
 
 __all__ = ["assemble_videos", "autocast", "evaluate_results", "infer_split", "predict_windows"]
 
@@ -43,16 +45,20 @@ def predict_windows(
     batch_size: int,
     device: torch.device,
     amp: bool = False,
+    proposals: str | None = None,
 ) -> list[WindowDetections]:
-    """Detections of every window of ``dataset`` (window positions, before NMS), in dataset order."""
+    """Detections of every window of ``dataset`` (window positions, before NMS), in dataset order;
+    with ``proposals`` (a branch: ``both``, ``anchor_based`` or ``anchor_free``), the model's
+    class-agnostic proposals instead (``model.propose``)."""
     was_training = model.training
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_windows)
     detections: list[WindowDetections] = []
     try:
         for batch in loader:
+            features = batch["features"].to(device, non_blocking=True)
             with autocast(device, amp):
-                windows = model(batch["features"].to(device, non_blocking=True))
+                windows = model(features) if proposals is None else model.propose(features, proposals)
             for window in windows:
                 detections.append(
                     WindowDetections(window.segments.cpu(), window.scores.float().cpu(), window.labels.cpu())
@@ -67,13 +73,16 @@ def assemble_videos(
     dataset: WindowDataset,
     annotations: AnnotationSet,
     spec: FeatureSpec,
-    cfg: ModelConfig,
+    cfg: VideoMergeSettings,
+    label_names: Sequence[str] | None = None,
 ) -> Results:
     """Merge the windows of each video into its final detections in seconds (NMS, top-k).
 
     ``detections[i]`` belongs to ``dataset.windows[i]``. Each video uses its own fps and is clipped
-    to its duration. Every video of the dataset gets an entry, possibly empty.
+    to its duration. Every video of the dataset gets an entry, possibly empty. Labels are named
+    by ``label_names`` (default: the annotations' classes; ``[""]`` for proposals).
     """
+    names = annotations.class_names if label_names is None else list(label_names)
     if len(detections) != len(dataset.windows):
         raise ValueError(f"{len(detections)} window detections for {len(dataset.windows)} windows")
     per_video: dict[str, list[tuple[WindowDetections, int, float]]] = defaultdict(list)
@@ -86,7 +95,7 @@ def assemble_videos(
             raise InputError(f"video '{video_id}': the annotations give no fps, needed to convert to seconds")
         segments, scores, labels = video_detections(windows, video.fps, spec, cfg, duration=video.duration)
         results.add(
-            video_id, segments.numpy(), scores.numpy(), [annotations.class_names[i] for i in labels.tolist()]
+            video_id, segments.numpy(), scores.numpy(), [names[i] for i in labels.tolist()]
         )
     return results
 

@@ -1,4 +1,4 @@
-"""The training loop: Adam, step learning-rate schedule, progress bar, log file, checkpoints,
+"""The training loop: Adam or SGD, step learning-rate schedule, progress bar, log file, checkpoints,
 exact resume and periodic evaluation with the best checkpoint kept.
 
 A run directory holds::
@@ -29,10 +29,10 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from rc3d_af.config import Config, config_from_dict, config_to_dict, save_config
+from rc3d_af.config import Config, TrainConfig, config_from_dict, config_to_dict, save_config
 from rc3d_af.data.dataset import WindowDataset, collate_windows
 from rc3d_af.engine.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
-from rc3d_af.engine.datasets import load_data, make_dataset
+from rc3d_af.engine.datasets import check_declared_shape, load_data, make_dataset
 from rc3d_af.engine.inference import autocast, evaluate_results, infer_split
 from rc3d_af.errors import InputError
 from rc3d_af.models import build_model, describe_model
@@ -121,10 +121,9 @@ class Trainer:
             cfg.data, self.annotations, self.store, cfg.data.train_subset, training=True
         )
         self._test_set: WindowDataset | None = None
+        check_declared_shape(cfg.data, len(self.annotations.class_names), self.store.dim)
         self.model = build_model(cfg.model, len(self.annotations.class_names), self.store.dim).to(self.device)
-        self.optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
-        )
+        self.optimizer = _optimizer(self.model, cfg.train)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
             self.optimizer, milestones=list(cfg.train.lr_milestones), gamma=cfg.train.lr_gamma
         )
@@ -312,6 +311,15 @@ class Trainer:
             pairs,
             report["average_mAP"],
         )
+
+
+def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam (A2Net) or SGD with momentum (R-C3D.pytorch) over every parameter."""
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def selection_score(cfg: Config, report: dict[str, Any]) -> float:

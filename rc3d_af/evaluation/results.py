@@ -173,15 +173,18 @@ def _label(value: Any, where: str, required: bool) -> str:
     return value
 
 
-def save_results_json(results: Results, path: str | Path) -> None:
-    """Write the ActivityNet results layout (videos and detections in their stored order)."""
+def save_results_json(results: Results, path: str | Path, *, labels: bool = True) -> None:
+    """Write the ActivityNet results layout (videos and detections in their stored order); without
+    ``labels``, entries have only ``segment`` and ``score`` (a proposals file)."""
+
+    def entry(segment: np.ndarray, score: float, label: str) -> dict[str, Any]:
+        item = {"score": float(score), "segment": [float(segment[0]), float(segment[1])]}
+        return {"label": label, **item} if labels else item
+
     document = {
         "version": "VERSION 1.3",
         "results": {
-            vid: [
-                {"label": label, "score": float(score), "segment": [float(s), float(e)]}
-                for (s, e), score, label in zip(video.segments, video.scores, video.labels, strict=True)
-            ]
+            vid: [entry(*row) for row in zip(video.segments, video.scores, video.labels, strict=True)]
             for vid, video in results.videos.items()
         },
         "external_data": {},

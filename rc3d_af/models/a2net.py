@@ -44,10 +44,6 @@ class A2Net(nn.Module):
             else None
         )
 
-    @property
-    def min_window(self) -> int:
-        """Window lengths must be multiples of this (every level halves the length exactly)."""
-        return 2**self.cfg.num_levels
 
     def level_lengths(self, window_size: int) -> list[int]:
         """Temporal length of each pyramid level for a window of ``window_size`` positions."""
@@ -181,6 +177,25 @@ class A2Net(nn.Module):
         :meth:`head_outputs`."""
         return postprocess.window_detections(outputs, self.cfg)
 
+    @torch.no_grad()
+    def propose(self, features: torch.Tensor, branch: str = "both") -> list[postprocess.WindowDetections]:
+        """Class-agnostic candidates per window (label 0, window positions, before NMS) of one branch
+        (``anchor_free``: the best foreground probability; ``anchor_based``: equation (11)) or of
+        ``both`` (weighted by lambda), for the paper's recall comparison of the branches (IV-C)."""
+        wanted = {"anchor_free": ("af_",), "anchor_based": ("ab_",), "both": ("af_", "ab_")}
+        if branch not in wanted:
+            raise InputError(f"branch: expected one of {', '.join(wanted)}, got {branch!r}")
+        outputs = self.head_outputs(features)
+        heads = {k for k in outputs if k.startswith(("af_", "ab_"))}
+        kept = {k for k in heads if k.startswith(wanted[branch])}
+        if not kept:
+            raise InputError(f"branch: this A2Net (variant {self.cfg.variant}) has no {branch} module")
+        outputs = {k: v for k, v in outputs.items() if k not in heads or k in kept}
+        return [
+            postprocess.WindowDetections(d.segments, d.scores, torch.zeros_like(d.labels))
+            for d in self.predict(outputs)
+        ]
+
     def _check_features(self, features: torch.Tensor) -> None:
         if not isinstance(features, torch.Tensor) or features.dim() != 3:
             shape = list(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
@@ -190,8 +205,8 @@ class A2Net(nn.Module):
                 f"features: expected D = {self.in_channels} channels (the model's in_channels), "
                 f"got {features.size(1)}"
             )
-        if features.size(2) == 0 or features.size(2) % self.min_window:
+        if features.size(2) == 0 or features.size(2) % self.cfg.window_multiple:
             raise InputError(
                 f"features: window length T = {features.size(2)} must be a positive multiple of "
-                f"2**num_levels = {self.min_window}"
+                f"2**num_levels = {self.cfg.window_multiple}"
             )

@@ -14,15 +14,16 @@ from rc3d_af.models.config import ModelConfig
 
 
 class BaseConv(nn.Sequential):
-    """1x1 conv to ``channels`` (reduces D), conv ``kernel_size`` (temporal context), max-pool 2."""
+    """1x1 conv to ``channels`` (reduces D), conv ``kernel_size`` (temporal context), max-pool ``stride``
+    (A2Net: 2; R-C3D's backbone: its output stride). ``[B, D, T] -> [B, channels, T / stride]``."""
 
-    def __init__(self, in_channels: int, channels: int, kernel_size: int) -> None:
+    def __init__(self, in_channels: int, channels: int, kernel_size: int, stride: int = 2) -> None:
         super().__init__(
             nn.Conv1d(in_channels, channels, kernel_size=1),
             nn.ReLU(inplace=True),
             nn.Conv1d(channels, channels, kernel_size=kernel_size, padding=kernel_size // 2),
             nn.ReLU(inplace=True),
-            nn.MaxPool1d(kernel_size=2, stride=2),
+            nn.MaxPool1d(kernel_size=stride, stride=stride),
         )
 
 

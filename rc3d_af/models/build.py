@@ -7,6 +7,7 @@ from torch import nn
 from rc3d_af.errors import InputError
 from rc3d_af.models.a2net import A2Net
 from rc3d_af.models.config import ModelConfig
+from rc3d_af.models.rc3d import RC3D, RC3DConfig
 
 ARCHS = ("a2net", "rc3d", "rc3d_af")
 
@@ -20,6 +21,8 @@ def build_model(cfg: object, num_classes: int, in_channels: int) -> nn.Module:
             raise InputError(f"{name}: expected a positive integer, got {value!r}")
     if isinstance(cfg, ModelConfig):
         return A2Net(cfg, num_classes, in_channels)
+    if isinstance(cfg, RC3DConfig):
+        return RC3D(cfg, num_classes, in_channels)
     raise InputError(f"model.arch: expected one of {', '.join(ARCHS)}, got a {type(cfg).__name__}")
 
 

@@ -81,12 +81,12 @@ class ModelConfig:
     soft_nms_min_score: float = 0.001  # decayed candidates below this are dropped
 
     def __post_init__(self) -> None:
-        _check_choice("arch", self.arch, ("a2net",))
-        _check_choice("variant", self.variant, VARIANTS)
-        _check_int("num_levels", self.num_levels, MIN_LEVELS, MAX_LEVELS)
-        _check_number("width_multiplier", self.width_multiplier, low=0.0, low_open=True)
-        _check_int("base_channels", self.base_channels, 1)
-        _check_int("base_kernel_size", self.base_kernel_size, 1)
+        check_choice("arch", self.arch, ("a2net",))
+        check_choice("variant", self.variant, VARIANTS)
+        check_int("num_levels", self.num_levels, MIN_LEVELS, MAX_LEVELS)
+        check_number("width_multiplier", self.width_multiplier, low=0.0, low_open=True)
+        check_int("base_channels", self.base_channels, 1)
+        check_int("base_kernel_size", self.base_kernel_size, 1)
         if self.base_kernel_size % 2 == 0:
             raise InputError(f"model.base_kernel_size: expected an odd size, got {self.base_kernel_size}")
         if len(self.level_channels) < self.num_levels:
@@ -95,42 +95,24 @@ class ModelConfig:
                 f"got {len(self.level_channels)}"
             )
         for i, channels in enumerate(self.level_channels):
-            _check_int(f"level_channels[{i}]", channels, 1)
+            check_int(f"level_channels[{i}]", channels, 1)
         if not self.anchor_scales:
             raise InputError("model.anchor_scales: expected at least one scale")
         for i, scale in enumerate(self.anchor_scales):
-            _check_number(f"anchor_scales[{i}]", scale, low=0.0, low_open=True)
+            check_number(f"anchor_scales[{i}]", scale, low=0.0, low_open=True)
         for name in ("ab_alpha", "ab_beta", "ab_negative_ratio"):
-            _check_number(name, getattr(self, name), low=0.0, low_open=name != "ab_negative_ratio")
-        _check_number("ab_match_iou", self.ab_match_iou, low=0.0, high=1.0)
-        _check_choice("ab_negative_mining", self.ab_negative_mining, NEGATIVE_MINING)
-        _check_choice("ab_match_on", self.ab_match_on, MATCH_ON)
-        _check_int("af_head_channels", self.af_head_channels, 1)
-        self._check_af_ranges()
+            check_number(name, getattr(self, name), low=0.0, low_open=name != "ab_negative_ratio")
+        check_number("ab_match_iou", self.ab_match_iou, low=0.0, high=1.0)
+        check_choice("ab_negative_mining", self.ab_negative_mining, NEGATIVE_MINING)
+        check_choice("ab_match_on", self.ab_match_on, MATCH_ON)
+        check_int("af_head_channels", self.af_head_channels, 1)
+        check_length_ranges("af_length_ranges", self.af_length_ranges, self.num_levels)
         for name in ("loss_gamma", "loss_gamma_af", "loss_gamma1", "loss_gamma2"):
-            _check_number(name, getattr(self, name), low=0.0)
-        fractions = ("branch_weight", "ab_max_background", "score_threshold", "nms_iou", "soft_nms_min_score")
-        for name in fractions:
-            _check_number(name, getattr(self, name), low=0.0, high=1.0)
-        for name in ("pre_nms_top_k", "nms_per_class", "top_k"):
-            _check_int(name, getattr(self, name), 1)
-        _check_number("soft_nms_sigma", self.soft_nms_sigma, low=0.0, low_open=True)
-        _check_choice("soft_nms_method", self.soft_nms_method, SOFT_NMS_METHODS)
-
-    def _check_af_ranges(self) -> None:
-        if self.af_length_ranges is None:
-            return
-        if len(self.af_length_ranges) != self.num_levels:
-            raise InputError(
-                f"model.af_length_ranges: expected {self.num_levels} [low, high) pairs (one per level), "
-                f"got {len(self.af_length_ranges)}"
-            )
-        for i, pair in enumerate(self.af_length_ranges):
-            numeric = len(pair) == 2 and all(isinstance(v, (int, float)) for v in pair)
-            if not numeric or not pair[0] < pair[1]:
-                raise InputError(
-                    f"model.af_length_ranges[{i}]: expected [low, high) with low < high, got {pair}"
-                )
+            check_number(name, getattr(self, name), low=0.0)
+        for name in ("branch_weight", "ab_max_background"):
+            check_number(name, getattr(self, name), low=0.0, high=1.0)
+        check_int("pre_nms_top_k", self.pre_nms_top_k, 1)
+        check_inference(self)
 
     # -- derived quantities ------------------------------------------------------------------------
     def channels(self, base: int) -> int:
@@ -144,6 +126,11 @@ class ModelConfig:
     @property
     def uses_anchor_based(self) -> bool:
         return self.variant in ("a2net", "anchor_based")
+
+    @property
+    def window_multiple(self) -> int:
+        """Window lengths must be multiples of this (every level halves the length exactly)."""
+        return 2**self.num_levels
 
     @property
     def level_strides(self) -> tuple[int, ...]:
@@ -187,20 +174,57 @@ def _as_tuple(value: Any) -> Any:
     return value
 
 
-def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+def check_inference(cfg: Any, section: str = "model.") -> None:
+    """The inference settings every detector config has: ``score_threshold`` and the video merge's
+    (:class:`rc3d_af.models.postprocess.VideoMergeSettings`)."""
+    for name in ("score_threshold", "nms_iou", "soft_nms_min_score"):
+        check_number(name, getattr(cfg, name), low=0.0, high=1.0, section=section)
+    for name in ("nms_per_class", "top_k"):
+        check_int(name, getattr(cfg, name), 1, section=section)
+    check_number("soft_nms_sigma", cfg.soft_nms_sigma, low=0.0, low_open=True, section=section)
+    check_choice("soft_nms_method", cfg.soft_nms_method, SOFT_NMS_METHODS, section=section)
+
+
+def check_length_ranges(
+    name: str, ranges: tuple[tuple[float, float], ...] | None, num_levels: int, section: str = "model."
+) -> None:
+    """``None`` or one ``[low, high)`` pair with ``low < high`` per level."""
+    if ranges is None:
+        return
+    if len(ranges) != num_levels:
+        raise InputError(
+            f"{section}{name}: expected {num_levels} [low, high) pairs (one per level), got {len(ranges)}"
+        )
+    for i, pair in enumerate(ranges):
+        numeric = len(pair) == 2 and all(isinstance(v, (int, float)) for v in pair)
+        if not numeric or not pair[0] < pair[1]:
+            raise InputError(f"{section}{name}[{i}]: expected [low, high) with low < high, got {pair}")
+
+
+# Value checks of the model configs. ``section`` prefixes the field name in the message: "model."
+# for A2Net's flat config, "" for configs built by rc3d_af.config, which adds the key path itself.
+
+
+def check_choice(name: str, value: object, choices: tuple[str, ...], section: str = "model.") -> None:
     if value not in choices:
-        raise InputError(f"model.{name}: expected one of {', '.join(choices)}, got {value!r}")
+        raise InputError(f"{section}{name}: expected one of {', '.join(choices)}, got {value!r}")
 
 
-def _check_int(name: str, value: object, low: int, high: int | None = None) -> None:
+def check_int(name: str, value: object, low: int, high: int | None = None, section: str = "model.") -> None:
     is_int = isinstance(value, int) and not isinstance(value, bool)
     if not is_int or value < low or (high is not None and value > high):
         bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
-        raise InputError(f"model.{name}: expected an integer {bound}, got {value!r}")
+        raise InputError(f"{section}{name}: expected an integer {bound}, got {value!r}")
 
 
-def _check_number(
-    name: str, value: object, *, low: float | None = None, high: float | None = None, low_open: bool = False
+def check_number(
+    name: str,
+    value: object,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    section: str = "model.",
 ) -> None:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if ok and low is not None:
@@ -211,4 +235,4 @@ def _check_number(
         lo = "" if low is None else (f"> {low}" if low_open else f">= {low}")
         hi = "" if high is None else f"<= {high}"
         bound = " and ".join(b for b in (lo, hi) if b)
-        raise InputError(f"model.{name}: expected a finite number {bound}, got {value!r}")
+        raise InputError(f"{section}{name}: expected a finite number {bound}, got {value!r}")

@@ -26,7 +26,7 @@ def anchor_free_losses(
     labels, target_distances = targets.labels, targets.distances
     af_cls = F.cross_entropy(cls_logits.flatten(0, 1).float(), labels.flatten())
     foreground = labels > 0
-    af_reg = _mean_over(
+    af_reg = mean_over(
         F.smooth_l1_loss(distances[foreground].float(), target_distances[foreground], reduction="sum"),
         int(foreground.sum()),
         distances,
@@ -42,7 +42,7 @@ def anchor_based_losses(
     labels = targets.labels  # [B, Na], IGNORE = -1
     target_overlaps, target_deltas = targets.overlaps, targets.deltas
     sampled = labels >= 0
-    ab_cls = _mean_over(
+    ab_cls = mean_over(
         F.cross_entropy(cls_logits[sampled].float(), labels[sampled], reduction="sum"),
         int(sampled.sum()),
         cls_logits,
@@ -50,10 +50,10 @@ def anchor_based_losses(
     positive = labels > 0
     num_pos = int(positive.sum())
     predicted_overlaps = torch.sigmoid(overlap_logits[positive].float())
-    ab_overlap = _mean_over(
+    ab_overlap = mean_over(
         F.mse_loss(predicted_overlaps, target_overlaps[positive], reduction="sum"), num_pos, overlap_logits
     )
-    ab_reg = _mean_over(
+    ab_reg = mean_over(
         F.smooth_l1_loss(deltas[positive].float(), target_deltas[positive], reduction="sum"), num_pos, deltas
     )
     return {"ab_cls": ab_cls, "ab_overlap": ab_overlap, "ab_reg": ab_reg}
@@ -80,7 +80,7 @@ def total_loss(terms: dict[str, torch.Tensor], cfg: ModelConfig) -> torch.Tensor
     return sum(weighted_terms(terms, cfg).values())
 
 
-def _mean_over(summed: torch.Tensor, count: int, source: torch.Tensor) -> torch.Tensor:
+def mean_over(summed: torch.Tensor, count: int, source: torch.Tensor) -> torch.Tensor:
     """``summed / count``, or a graph-attached 0 built from ``source`` when ``count`` is 0."""
     if count == 0:
         return source.sum() * 0.0

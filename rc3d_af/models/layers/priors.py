@@ -44,8 +44,10 @@ def point_grid(
 
 def point_levels(level_lengths: Sequence[int], device: torch.device | None = None) -> torch.Tensor:
     """``[sum(L_i)]`` int64: the level index of each point of :func:`point_grid`."""
-    lengths = torch.tensor(list(level_lengths), device=device)
-    return torch.repeat_interleave(torch.arange(len(level_lengths), device=device), lengths)
+    levels = [
+        torch.full((length,), i, dtype=torch.int64, device=device) for i, length in enumerate(level_lengths)
+    ]
+    return torch.cat(levels)
 
 
 def doubling_length_ranges(level_strides: Sequence[int]) -> tuple[tuple[float, float], ...]:

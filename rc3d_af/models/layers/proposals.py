@@ -35,9 +35,15 @@ def select_proposals(
     flat_windows = windows.flatten()[keep]
     kept = batched_nms_1d(flat_segments, flat_scores, flat_windows, nms_iou)  # by decreasing score
     kept = kept[rank_within_group(flat_windows[kept]) < post_nms_topk]
-    kept = kept[flat_windows[kept].argsort(stable=True)]  # grouped by window, score order inside
-    counts = torch.bincount(flat_windows[kept], minlength=batch).tolist()
-    return list(zip(flat_segments[kept].split(counts), flat_scores[kept].split(counts), strict=True))
+    return [(flat_segments[k], flat_scores[k]) for k in split_by_window(kept, flat_windows[kept], batch)]
+
+
+def split_by_window(indices: torch.Tensor, windows: torch.Tensor, batch: int) -> list[torch.Tensor]:
+    """``indices [K]`` with their window ``windows [K]`` -> one index tensor per window of ``batch``,
+    each in the order of ``indices``."""
+    grouped = indices[windows.argsort(stable=True)]
+    counts = torch.bincount(windows, minlength=batch).tolist()
+    return list(grouped.split(counts))
 
 
 def rank_within_group(groups: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,111 @@
+"""Export and evaluate a checkpoint's action proposals on a split: proposals JSON, AR@AN / AUC, AR-AN curve.
+
+R-C3D / R-C3D + AF checkpoints give their proposal network's proposals (anchor and anchor-free,
+after its NMS; ``--branch`` keeps one branch's); A2Net checkpoints give the class-agnostic
+candidates of ``--branch`` (the paper's recall comparison of the two modules, section IV-C). The
+windows of a video are merged with class-agnostic NMS at ``--nms`` and the best ``--top-k`` kept.
+Writes ``proposals.json`` (``{"results": {video: [{"segment": [s, e], "score": x}]}}``, seconds),
+``proposals_metrics.json`` (the ``rc3d-af evaluate --proposals --json`` layout) and ``ar_an.png``
+to --out (default: ``<checkpoint folder>/proposals_<split>``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rc3d_af.commands import add_overrides_argument
+
+TIOU_RANGES = {"thumos14": "0.5:1.0:0.05", "activitynet": "0.5:0.95:0.05"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", type=Path, nargs="?", help="YAML config whose data/test sections to use")
+    parser.add_argument("--checkpoint", type=Path, required=True, help="checkpoint (.pt) written by train")
+    parser.add_argument("--split", help="subset to run on (default: data.test_subset)")
+    parser.add_argument(
+        "--out", type=Path, help="output folder (default: <checkpoint folder>/proposals_<split>)"
+    )
+    parser.add_argument(
+        "--branch",
+        choices=("both", "anchor_based", "anchor_free"),
+        default="both",
+        help="whose proposals: both branches (default) or one",
+    )
+    parser.add_argument(
+        "--nms", type=float, default=0.9, help="class-agnostic NMS IoU across a video's windows (default 0.9)"
+    )
+    parser.add_argument("--top-k", type=int, default=1000, help="proposals kept per video (default 1000)")
+    parser.add_argument(
+        "--tiou",
+        default="thumos14",
+        help="tIoU thresholds of the average recall: thumos14 (0.5:1.0:0.05, default), activitynet "
+        "(0.5:0.95:0.05) or start:stop:step / a,b,c",
+    )
+    parser.add_argument("--an", default="50,100,200,500,1000", help="AN values of AR@AN")
+    parser.add_argument(
+        "--convention",
+        choices=("activitynet", "per_video"),
+        default="activitynet",
+        help="proposal budget convention for ar/auc (both are always in the JSON)",
+    )
+    add_overrides_argument(parser, help="override a config value (applied after the checkpoint's config)")
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: the config's train.device)")
+    parser.add_argument("--no-plots", action="store_true", help="do not draw the AR-AN curve")
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from rc3d_af.engine.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint
+    from rc3d_af.engine.datasets import load_data, make_dataset
+    from rc3d_af.engine.inference import assemble_videos, predict_windows
+    from rc3d_af.engine.trainer import resolve_device
+    from rc3d_af.errors import InputError
+    from rc3d_af.evaluation.plots import plot_ar_an
+    from rc3d_af.evaluation.proposals import evaluate_proposals
+    from rc3d_af.evaluation.report import format_report, write_json
+    from rc3d_af.evaluation.results import save_results_json
+    from rc3d_af.evaluation.thresholds import parse_int_list
+
+    if not 0.0 <= args.nms <= 1.0:
+        raise InputError(f"--nms: expected an IoU in [0, 1], got {args.nms}")
+    if args.top_k < 1:
+        raise InputError(f"--top-k: expected a positive number of proposals per video, got {args.top_k}")
+    an = parse_int_list(args.an, "--an")
+    state = load_checkpoint(args.checkpoint)
+    cfg = checkpoint_config(state, args.config, args.overrides)
+    device = resolve_device(args.device or cfg.train.device)
+    model = model_from_checkpoint(state, cfg, device)
+    split = args.split or cfg.data.test_subset
+    annotations, store = load_data(cfg.data)
+    dataset = make_dataset(cfg.data, annotations, store, split, training=False)
+    windows = predict_windows(
+        model,
+        dataset,
+        batch_size=cfg.test.batch_size,
+        device=device,
+        amp=cfg.train.amp,
+        proposals=args.branch,
+    )
+    merge = dataclasses.replace(
+        cfg.model,
+        nms_iou=args.nms,
+        class_agnostic_nms=True,
+        soft_nms=False,
+        nms_per_class=args.top_k,
+        top_k=args.top_k,
+    )
+    results = assemble_videos(windows, dataset, annotations, cfg.data.feature_spec, merge, label_names=[""])
+    report = evaluate_proposals(
+        annotations, results, split, TIOU_RANGES.get(args.tiou, args.tiou), an, convention=args.convention
+    )
+    report["branch"] = args.branch
+    out = args.out or args.checkpoint.parent / f"proposals_{split}"
+    save_results_json(results, out / "proposals.json", labels=False)
+    write_json(report, out / "proposals_metrics.json")
+    if not args.no_plots:
+        plot_ar_an(report, out / "ar_an.png")
+    print(format_report(report))
+    print(f"proposals, metrics and curve in {out}")
+    return 0
