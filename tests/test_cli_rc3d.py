@@ -1,0 +1,128 @@
+"""R-C3D + AF end to end through the command line: train (1 epoch) -> test -> proposals -> detect,
+and the proposals of an A2Net checkpoint's branches."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rc3d_af.cli import main
+from rc3d_af.data.annotations import load_annotations
+from rc3d_af.engine.checkpoint import load_checkpoint
+
+TINY_RC3D = {
+    "arch": "rc3d_af",
+    "backbone": {"channels": 16, "kernel_size": 3, "stride": 2},
+    "apn": {"channels": 16, "anchor_scales": [2, 4, 8]},
+    "af": {"head_channels": 16},
+    "proposals": {"post_nms_topk_train": 200, "post_nms_topk_test": 50},
+    "roi": {"fc_channels": 32, "num_samples": 32},
+}
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny synthetic set (6 THUMOS14-timed videos, 16-d) and tiny configs for both detectors."""
+    root = tmp_path_factory.mktemp("rc3d_e2e")
+    synth = ["synth", "--like", "thumos14", "--videos", "6", "--dim", "16", "--out", str(root / "data")]
+    assert main(synth) == 0
+    data = {
+        "annotations": str(root / "data" / "annotations.json"),
+        "features": str(root / "data" / "features"),
+        "window_size": 64,
+        "train_stride": 32,
+        "test_stride": 64,
+    }
+    common = {
+        "train": {"epochs": 1, "batch_size": 8, "lr": 1e-3, "device": "cpu"},
+        "test": {"tiou_thresholds": [0.3, 0.5, 0.7], "by_duration": False},
+    }
+    (root / "rc3d.yaml").write_text(yaml.safe_dump({"data": data, "model": TINY_RC3D, **common}))
+    a2net = {"num_levels": 3, "width_multiplier": 0.03125, "af_head_channels": 32}
+    (root / "a2net.yaml").write_text(yaml.safe_dump({"data": data, "model": a2net, **common}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(workspace: Path) -> Path:
+    run_dir = workspace / "run"
+    assert main(["train", str(workspace / "rc3d.yaml"), "--out", str(run_dir), "--no-progress"]) == 0
+    return run_dir
+
+
+def test_train_logs_every_two_stage_loss_term(trained: Path) -> None:
+    state = load_checkpoint(trained / "last.pt")
+    assert state["config"]["model"]["arch"] == "rc3d_af" and state["epoch"] == 1
+    losses = state["history"][0]["losses"]
+    assert {"apn_cls", "apn_reg", "af_cls", "af_reg", "roi_cls", "roi_reg", "total"} <= set(losses)
+    log = (trained / "train.log").read_text()
+    assert "training rc3d_af" in log and "roi_cls" in log and "apn_reg" in log
+
+
+def test_test_results_and_metrics(trained: Path, workspace: Path) -> None:
+    out = workspace / "test_out"
+    assert main(["test", "--checkpoint", str(trained / "last.pt"), "--out", str(out), "--no-plots"]) == 0
+    annotations = load_annotations(workspace / "data" / "annotations.json")
+    results = json.loads((out / "results.json").read_text())["results"]
+    assert set(results) == {v for v, video in annotations.videos.items() if video.subset == "test"}
+    for video_id, detections in results.items():
+        assert len(detections) <= 200
+        for det in detections:
+            assert det["label"] in annotations.class_names and det["score"] > 0.005
+            assert 0.0 <= det["segment"][0] < det["segment"][1] <= annotations.videos[video_id].duration
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["tiou_thresholds"] == [0.3, 0.5, 0.7]
+
+
+def test_proposals_files_and_ar_an(trained: Path, workspace: Path, capsys) -> None:
+    out = workspace / "proposals"
+    args = ["proposals", "--checkpoint", str(trained / "last.pt"), "--out", str(out)]
+    assert main([*args, "--top-k", "100"]) == 0
+    printed = capsys.readouterr().out
+    assert "Proposals, subset test" in printed and "tIoU 0.5..1" in printed
+    proposals = json.loads((out / "proposals.json").read_text())["results"]
+    for entries in proposals.values():
+        assert len(entries) <= 100
+        assert all(set(e) == {"segment", "score"} for e in entries)
+        scores = [e["score"] for e in entries]
+        assert scores == sorted(scores, reverse=True)
+    metrics = json.loads((out / "proposals_metrics.json").read_text())
+    assert metrics["an"] == [50, 100, 200, 500, 1000] and len(metrics["ar"]) == 5
+    assert metrics["tiou_thresholds"][0] == 0.5 and metrics["tiou_thresholds"][-1] == 1.0  # THUMOS14 practice
+    assert all(0.0 <= ar <= 1.0 for ar in metrics["ar"]) and metrics["branch"] == "both"
+    assert (out / "ar_an.png").stat().st_size > 0
+    anchor_free = workspace / "proposals_af"
+    assert main([*args[:-1], str(anchor_free), "--branch", "anchor_free", "--tiou", "activitynet"]) == 0
+    metrics = json.loads((anchor_free / "proposals_metrics.json").read_text())
+    assert metrics["branch"] == "anchor_free" and metrics["tiou_thresholds"][-1] == 0.95
+
+
+def test_detect_one_video(trained: Path, workspace: Path, capsys) -> None:
+    annotations = load_annotations(workspace / "data" / "annotations.json")
+    video_id = next(v for v, video in annotations.videos.items() if video.subset == "test")
+    features = workspace / "data" / "features" / f"{video_id}.npy"
+    args = ["detect", str(features), "--checkpoint", str(trained / "last.pt")]
+    assert main([*args, "--ground-truth", str(workspace / "data" / "annotations.json")]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["video_id"] == video_id and len(document["detections"]) <= 200
+    results = json.loads((workspace / "test_out" / "results.json").read_text())["results"][video_id]
+    assert [d["segment"] for d in results] == [d["segment"] for d in document["detections"]]
+
+
+def test_a_config_of_another_arch_is_refused(trained: Path, workspace: Path, capsys) -> None:
+    args = ["test", str(workspace / "a2net.yaml"), "--checkpoint", str(trained / "last.pt")]
+    assert main(args) == 2
+    assert "model.arch is 'a2net' but the checkpoint holds a 'rc3d_af' model" in capsys.readouterr().err
+
+
+def test_a2net_branch_proposals(workspace: Path) -> None:
+    run_dir = workspace / "a2net_run"
+    assert main(["train", str(workspace / "a2net.yaml"), "--out", str(run_dir), "--no-progress"]) == 0
+    for branch in ("anchor_free", "anchor_based"):
+        out = workspace / f"a2net_{branch}"
+        args = ["proposals", "--checkpoint", str(run_dir / "last.pt"), "--out", str(out), "--branch", branch]
+        assert main([*args, "--no-plots"]) == 0
+        assert json.loads((out / "proposals_metrics.json").read_text())["branch"] == branch
