@@ -162,16 +162,20 @@ def test_demo_writes_metrics_with_baselines(tmp_path: Path, capsys) -> None:
     assert "generating" in capsys.readouterr().out
 
 
-def test_ablation_tables_side_by_side() -> None:
-    from rc3d_af.commands.ablation import format_tables
+def test_ablation_tables_mean_and_spread_over_seeds() -> None:
+    from rc3d_af.commands.ablation import A2NET_ROWS, format_tables, summarize
 
     def report(value: float) -> dict:
-        buckets = {name: [value / 2, value / 4] for name in ("ES", "S")}
+        buckets = {"ES": [value / 2, None], "S": [value / 4, value / 4]}
         return {"tiou_thresholds": [0.3, 0.5], "mAP": [value, value / 2], "average_mAP": 0.75 * value,
                 "by_duration": buckets}  # fmt: skip
 
-    text = format_tables({"anchor_free": report(0.4), "a2net": report(0.6)})
-    lines = text.splitlines()
-    assert "Table III" in lines[0] and "Table I: mAP@0.5" in lines[0]
-    assert lines[2].split() == ["anchor-free", "40.0", "20.0", "30.0", "10.0", "10.0"]
-    assert lines[3].split() == ["A2Net", "60.0", "30.0", "45.0", "15.0", "15.0"]
+    # Two seeds: mean 0.4 and sample std 0.1 * sqrt(2) for anchor-free at tIoU 0.3.
+    summary = {"anchor_free": summarize([report(0.3), report(0.5)]), "a2net": summarize([report(0.6)])}
+    assert summary["anchor_free"]["mAP"]["mean"] == pytest.approx([0.4, 0.2])
+    assert summary["anchor_free"]["mAP"]["std"][0] == pytest.approx(0.1 * 2**0.5)
+    assert summary["a2net"]["mAP"]["std"] == [0.0, 0.0]
+    lines = format_tables(summary, A2NET_ROWS, 0.5, num_seeds=2).splitlines()
+    assert "mean +- std over 2 seeds" in lines[0] and "mAP@0.5 (%) by ground-truth duration" in lines[0]
+    assert lines[2].split() == ["anchor-free", "40.0+-14.1", "20.0+-7.1", "30.0+-10.6", "-", "10.0+-3.5"]
+    assert lines[3].split() == ["A2Net", "60.0+-0.0", "30.0+-0.0", "45.0+-0.0", "-", "15.0+-0.0"]

@@ -126,3 +126,21 @@ def test_a2net_branch_proposals(workspace: Path) -> None:
         args = ["proposals", "--checkpoint", str(run_dir / "last.pt"), "--out", str(out), "--branch", branch]
         assert main([*args, "--no-plots"]) == 0
         assert json.loads((out / "proposals_metrics.json").read_text())["branch"] == branch
+
+
+def test_rc3d_ablation_tables_over_two_seeds(workspace: Path, capsys) -> None:
+    out = workspace / "ablation"
+    args = ["ablation", str(workspace / "rc3d.yaml"), "--out", str(out), "--seeds", "0,1", "--no-progress"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "R-C3D + AF" in printed and "AR@50" in printed and "over 2 seeds" in printed
+    document = json.loads((out / "ablation.json").read_text())
+    assert document["seeds"] == [0, 1] and set(document["summary"]) == {"rc3d", "rc3d_af"}
+    assert {p.name for p in (out / "rc3d").iterdir()} == {"seed0", "seed1"}
+    for row in ("rc3d", "rc3d_af"):
+        runs = document["per_seed"][row]
+        assert len(runs) == 2 and all(len(r["proposals"]["ar"]) == 5 for r in runs)
+        mean = document["summary"][row]["proposals"]["auc"]["mean"]
+        assert mean == pytest.approx(sum(r["proposals"]["auc"] for r in runs) / 2)
+    # The two seeds trained different models (the spread is real, not a copy).
+    assert document["per_seed"]["rc3d_af"][0]["mAP"] != document["per_seed"]["rc3d_af"][1]["mAP"]

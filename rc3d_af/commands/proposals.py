@@ -55,11 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from rc3d_af.engine.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint
     from rc3d_af.engine.datasets import load_data, make_dataset
-    from rc3d_af.engine.inference import assemble_videos, predict_windows
+    from rc3d_af.engine.inference import infer_proposals
     from rc3d_af.engine.trainer import resolve_device
     from rc3d_af.errors import InputError
     from rc3d_af.evaluation.plots import plot_ar_an
@@ -80,23 +78,9 @@ def run(args: argparse.Namespace) -> int:
     split = args.split or cfg.data.test_subset
     annotations, store = load_data(cfg.data)
     dataset = make_dataset(cfg.data, annotations, store, split, training=False)
-    windows = predict_windows(
-        model,
-        dataset,
-        batch_size=cfg.test.batch_size,
-        device=device,
-        amp=cfg.train.amp,
-        proposals=args.branch,
+    results = infer_proposals(
+        model, cfg, annotations, dataset, device, branch=args.branch, nms_iou=args.nms, top_k=args.top_k
     )
-    merge = dataclasses.replace(
-        cfg.model,
-        nms_iou=args.nms,
-        class_agnostic_nms=True,
-        soft_nms=False,
-        nms_per_class=args.top_k,
-        top_k=args.top_k,
-    )
-    results = assemble_videos(windows, dataset, annotations, cfg.data.feature_spec, merge, label_names=[""])
     report = evaluate_proposals(
         annotations, results, split, TIOU_RANGES.get(args.tiou, args.tiou), an, convention=args.convention
     )

@@ -11,6 +11,7 @@ per-class NMS, top-k).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -27,7 +28,14 @@ from rc3d_af.evaluation.results import Results
 from rc3d_af.models import WindowDetections, video_detections
 from rc3d_af.models.postprocess import VideoMergeSettings
 
-__all__ = ["assemble_videos", "autocast", "evaluate_results", "infer_split", "predict_windows"]
+__all__ = [
+    "assemble_videos",
+    "autocast",
+    "evaluate_results",
+    "infer_proposals",
+    "infer_split",
+    "predict_windows",
+]
 
 
 def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
@@ -112,6 +120,29 @@ def infer_split(
         model, dataset, batch_size=cfg.test.batch_size, device=device, amp=cfg.train.amp
     )
     return assemble_videos(detections, dataset, annotations, cfg.data.feature_spec, cfg.model)
+
+
+def infer_proposals(
+    model: torch.nn.Module,
+    cfg: Config,
+    annotations: AnnotationSet,
+    dataset: WindowDataset,
+    device: torch.device,
+    *,
+    branch: str = "both",
+    nms_iou: float = 0.9,
+    top_k: int = 1000,
+) -> Results:
+    """Class-agnostic proposals in seconds for every video of ``dataset``: the model's per-window
+    proposals of ``branch`` (``model.propose``), merged per video with class-agnostic NMS at
+    ``nms_iou``, the best ``top_k`` kept (labels are empty strings)."""
+    windows = predict_windows(
+        model, dataset, batch_size=cfg.test.batch_size, device=device, amp=cfg.train.amp, proposals=branch
+    )
+    merge = dataclasses.replace(
+        cfg.model, nms_iou=nms_iou, class_agnostic_nms=True, soft_nms=False, nms_per_class=top_k, top_k=top_k
+    )
+    return assemble_videos(windows, dataset, annotations, cfg.data.feature_spec, merge, label_names=[""])
 
 
 def evaluate_results(
