@@ -209,13 +209,26 @@ class RoIHeads(nn.Module):
     ) -> list[WindowDetections]:
         """Per window: classes above ``score_threshold`` with their class-specific segments, per-class
         NMS at ``nms_iou`` (one ``batched_nms_1d`` call for the batch)."""
-        batch = len(proposals)
-        rois = torch.cat(list(proposals)) if proposals else features.new_zeros(0, 2)
-        logits, deltas = self(features, proposals)
+        pooled = self.pooler(features, proposals)
+        return self.detect_pooled(pooled, proposals, window_size, score_threshold, nms_iou)
+
+    @torch.no_grad()
+    def detect_pooled(
+        self,
+        pooled: torch.Tensor,
+        proposals: Sequence[torch.Tensor],
+        window_size: int,
+        score_threshold: float,
+        nms_iou: float,
+    ) -> list[WindowDetections]:
+        """:meth:`detect` from the pooled RoIs ``[K, C, bins]`` of ``proposals``."""
+        batch, device = len(proposals), pooled.device
+        rois = torch.cat(list(proposals)) if proposals else pooled.new_zeros(0, 2)
+        logits, deltas = self.classify(pooled.flatten(1), batch)
         probs = torch.softmax(logits.float(), dim=-1)[:, 1:]  # [K, C]
         segments = self.coder.decode(deltas[:, 1:].float(), rois[:, None, :]).clamp(0.0, float(window_size))
-        counts = torch.tensor([len(p) for p in proposals], device=features.device)
-        window_of = torch.repeat_interleave(torch.arange(batch, device=features.device), counts)
+        counts = torch.tensor([len(p) for p in proposals], device=device)
+        window_of = torch.repeat_interleave(torch.arange(batch, device=device), counts)
         keep = (probs > score_threshold) & (segments[..., 1] > segments[..., 0])
         roi_index, label = keep.nonzero(as_tuple=True)
         flat_segments, flat_scores = segments[roi_index, label], probs[roi_index, label]
