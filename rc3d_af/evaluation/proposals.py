@@ -180,16 +180,17 @@ class _ProposalTable:
 def _activitynet_curve(
     table: _ProposalTable, first_hit: np.ndarray, max_avg: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The official AR-AN curve for ``max_avg_nr_proposals = max_avg``: (x (100,), AR (100,))."""
+    """The official AR-AN curve for ``max_avg_nr_proposals = max_avg``: (x (100,), AR (100,)),
+    in the official code's operation order."""
     num_videos = len(table.video_ids)
     if table.total_in_file == 0 or num_videos == 0:
-        return np.arange(1, 101) / 100.0 * max_avg, np.zeros(100)
+        return np.arange(1, GRID_POINTS + 1) / 100.0 * max_avg, np.zeros(GRID_POINTS)
     ratio = max_avg * float(num_videos) / table.total_in_file
     kept = np.minimum((table.counts * ratio).astype(np.int64), table.counts)  # per video
     total_kept = int(kept.sum())
     if total_kept == 0:
-        return np.arange(1, 101) / 100.0 * max_avg, np.zeros(100)
-    fractions = np.arange(1, 101) / 100.0 * (max_avg * float(num_videos) / total_kept)
+        return np.arange(1, GRID_POINTS + 1) / 100.0 * max_avg, np.zeros(GRID_POINTS)
+    fractions = np.arange(1, GRID_POINTS + 1) / 100.0 * (max_avg * float(num_videos) / total_kept)
     budget = np.minimum((kept[:, None] * fractions[None, :]).astype(np.int64), kept[:, None])  # (V, 100)
     matched = first_hit[:, :, None] < budget[table.gt_video][None, :, :]  # (T, G, 100)
     recall = matched.sum(axis=1) / max(len(table.gt_video), 1)
