@@ -4,7 +4,8 @@ Ground truth: an ActivityNet-layout JSON file or a THUMOS14 annotation folder. R
 ActivityNet results JSON or a THUMOS14 text file (video t_start t_end class score; class by name
 or THUMOS id). Prints a table; --json writes every number, --plot a PNG (mAP per duration bucket
 with --by-duration, the AR-AN curve with --proposals). Predictions on videos without ground
-truth and labels that are not classes are counted and reported.
+truth and labels that are not classes are counted and reported; results none of whose labels is
+a class of the ground truth are an error.
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "the ground truth holds several subsets)")
     parser.add_argument("--protocol", choices=("activitynet", "thumos14"), default="activitynet",
                         help="detection protocol (default: activitynet)")
-    parser.add_argument("--tiou", metavar="T", help="start:stop:step (stop included) or a,b,c; default "
-                        "0.1:0.7:0.1 for THUMOS14 ground truth or --protocol thumos14, else 0.5:0.95:0.05 "
-                        "(proposals: 0.5:0.95:0.05)")
+    parser.add_argument("--tiou", metavar="T", help="start:stop:step (stop included) or a,b,c. Default, "
+                        "chosen from the ground truth since evaluate reads no config: THUMOS14 ground truth "
+                        "(class ids, e.g. a kit folder) or --protocol thumos14: 0.1:0.7:0.1 (proposals "
+                        "0.5:1.0:0.05), else 0.5:0.95:0.05. `rc3d-af test` uses its config's "
+                        "test.tiou_thresholds instead, so on ground truth without class ids the two "
+                        "print different thresholds unless --tiou gives the config's")
     parser.add_argument("--by-duration", action="store_true",
                         help="also mAP per ground-truth duration bucket")
     parser.add_argument("--buckets", metavar="EDGES",
@@ -38,8 +42,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "as the official evaluators)")
     parser.add_argument("--clip-to-duration", action="store_true",
                         help="clip predictions to their video (the official evaluators do not)")
-    parser.add_argument("--proposals", action="store_true", help="evaluate class-agnostic proposals")
-    parser.add_argument("--an", default="50,100,200,500,1000", help="AN values for AR@AN (proposals)")
+    parser.add_argument("--tie-rule", choices=("official", "stable"), default="official",
+                        help="order of tied scores (ActivityNet protocol and proposals): official (default) "
+                        "ranks as the official ActivityNet evaluators, with numpy's default argsort, whose "
+                        "tie order depends on the numpy version and the CPU; stable keeps ties in file "
+                        "order, the same on every machine. The kit protocol has one deterministic order")
+    parser.add_argument("--proposals", action="store_true",
+                        help="evaluate class-agnostic proposals (labels are ignored)")
+    parser.add_argument("--an", default="50,100,200,500,1000",
+                        help="AN values for AR@AN (proposals); activitynet convention: read on the official "
+                        "curve of max AN at multiples of max AN / 100")
     parser.add_argument("--convention", choices=("activitynet", "per_video"), default="activitynet",
                         help="proposal budget convention for ar/auc (both are always in the JSON)")
     parser.add_argument("--json", metavar="FILE", help="write the full report as JSON")
@@ -58,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
     from rc3d_af.evaluation.results import load_results
     from rc3d_af.evaluation.thresholds import (
         ACTIVITYNET_TIOU,
+        PROPOSAL_TIOU,
+        THUMOS14_PROPOSAL_TIOU,
         THUMOS14_TIOU,
         parse_int_list,
         parse_thresholds,
@@ -69,12 +83,14 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{args.ground_truth}: holds subsets {subsets}: choose one with --subset")
     results = load_results(args.results, ground_truth.class_names, class_ids=ground_truth.class_ids,
                            require_labels=not args.proposals)
+    thumos_like = args.protocol == "thumos14" or bool(ground_truth.class_ids)
     if args.proposals:
-        thresholds = parse_thresholds(args.tiou) if args.tiou else ACTIVITYNET_TIOU
+        thresholds = parse_thresholds(args.tiou) if args.tiou else (
+            THUMOS14_PROPOSAL_TIOU if thumos_like else PROPOSAL_TIOU)
         report = evaluate_proposals(ground_truth, results, args.subset, thresholds,
-                                    parse_int_list(args.an, "--an"), convention=args.convention)
+                                    parse_int_list(args.an, "--an"), convention=args.convention,
+                                    tie_rule=args.tie_rule)
     else:
-        thumos_like = args.protocol == "thumos14" or bool(ground_truth.class_ids)
         thresholds = parse_thresholds(args.tiou) if args.tiou else (
             THUMOS14_TIOU if thumos_like else ACTIVITYNET_TIOU)
         report = evaluate_detections(
@@ -82,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
             buckets=parse_buckets(args.buckets) if args.buckets else DEFAULT_BUCKETS,
             duration_rule=args.duration_rule,
             unknown_videos=args.unknown_videos, clip_to_duration=args.clip_to_duration,
+            tie_rule=args.tie_rule,
         )
     for message in report_warnings(report, args.results):
         print(f"warning: {message}", file=sys.stderr)

@@ -270,7 +270,10 @@ def _parse_json_video(
     fps = None if fps is None else finite_number(fps, f"{where}.fps")
     if duration <= 0 or (fps is not None and fps <= 0):
         raise InputError(f"{where}: duration and fps must be positive, got {duration}, {fps}")
-    raw = entry.get("annotations", [])
+    if "annotations" not in entry:
+        raise InputError(f"{where}: no 'annotations' field (a video without instances has an empty "
+                         "list, \"annotations\": [])")
+    raw = entry["annotations"]
     if not isinstance(raw, list):
         raise InputError(f"{where}.annotations: expected a list")
     instances = []

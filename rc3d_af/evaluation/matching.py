@@ -2,8 +2,8 @@
 
 Both evaluators match greedily: items of one side ("proposers": predictions for ActivityNet,
 ground truths for the THUMOS14 kit) are visited in a fixed priority order, and each takes the
-still-free item of the other side ("targets") it prefers most (highest IoU, ties by the targets'
-own order) among those acceptable at the threshold. The sequential loop is replaced by rounds that
+still-free item of the other side ("targets") it prefers most (highest IoU, IoU ties by a
+per-pair preference) among those acceptable at the threshold. The sequential loop is replaced by rounds that
 are vectorized over all proposers, targets and thresholds at once:
 
     in each round every undecided proposer points at its most-preferred free acceptable target;
@@ -31,7 +31,8 @@ def greedy_match(
     target: np.ndarray,
     iou: np.ndarray,
     proposer_priority: np.ndarray,
-    target_priority: np.ndarray,
+    preference: np.ndarray,
+    num_targets: int,
     thresholds: Sequence[float],
     *,
     strict: bool,
@@ -42,13 +43,15 @@ def greedy_match(
         proposer, target: (K,) int64 indices of the candidate pairs (only pairs that may match).
         iou: (K,) float64 IoU of each pair.
         proposer_priority: (P,) int64, distinct; lower goes first.
-        target_priority: (Q,) int64, distinct; breaks IoU ties (lower preferred).
+        preference: (K,) int64; among a proposer's pairs of equal IoU, lower is taken first
+            (distinct within a proposer's pairs).
+        num_targets: Q, the number of targets.
         thresholds: T tIoU thresholds; a pair is acceptable if ``iou >= thr`` (``iou > thr`` if strict).
 
     Returns:
         (T, P) int64: the target each proposer took at each threshold, or -1.
     """
-    num_proposers, num_targets = len(proposer_priority), len(target_priority)
+    num_proposers = len(proposer_priority)
     thresholds = np.asarray(thresholds, dtype=np.float64)
     accept = iou[None, :] > thresholds[:, None] if strict else iou[None, :] >= thresholds[:, None]
     level, pair = np.nonzero(accept)  # (T, K) flattened to the acceptable (threshold, pair) entries
@@ -56,7 +59,7 @@ def greedy_match(
     targ_key = level * num_targets + target[pair]
     priority = proposer_priority[proposer[pair]]
     # Per threshold, proposers by priority, each proposer's pairs by its preference.
-    order = np.lexsort((target_priority[target[pair]], -iou[pair], priority, level))
+    order = np.lexsort((preference[pair], -iou[pair], priority, level))
     prop_key, targ_key, priority = prop_key[order], targ_key[order], priority[order]
 
     matched = np.full(len(thresholds) * num_proposers, -1, dtype=np.int64)

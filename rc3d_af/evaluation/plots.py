@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["plot_ar_an", "plot_duration_bars", "plot_map_vs_tiou", "plot_report"]
+__all__ = ["duration_tick_labels", "plot_ar_an", "plot_duration_bars", "plot_map_vs_tiou", "plot_report"]
 
 
 def plot_report(report: dict[str, Any], path: str | Path) -> None:
@@ -32,10 +32,20 @@ def plot_ar_an(report: dict[str, Any], path: str | Path) -> None:
         ax.set_xscale("log")
         ax.set_xlabel("average number of proposals per video (AN)")
         ax.set_ylabel("average recall (%)")
-        ax.set_title(f"AR-AN, subset {report['subset'] or 'all'}")
+        ax.set_title(f"AR-AN, subset {report['subset'] or 'all'}, tIoU {report['tiou_range']}")
         ax.legend()
 
     _save(draw, path)
+
+
+def duration_tick_labels(report: dict[str, Any]) -> list[str]:
+    """One x-axis label per duration bucket: name, range in seconds, ground truths."""
+    labels = []
+    for name, entry in report["by_duration_details"].items():
+        low, high = entry["range_s"]
+        upper = "inf" if high is None else f"{high:g}"
+        labels.append(f"{name}\n[{low:g}, {upper}) s\n{entry['ground_truths']} GT")
+    return labels
 
 
 def plot_duration_bars(report: dict[str, Any], path: str | Path) -> None:
@@ -49,8 +59,8 @@ def plot_duration_bars(report: dict[str, Any], path: str | Path) -> None:
             values = [100 * (report["by_duration"][b][k] or 0.0) for b in buckets]
             offset = (k - (len(thresholds) - 1) / 2) * width
             ax.bar([i + offset for i in range(len(buckets))], values, width, label=f"tIoU {threshold:g}")
-        ax.set_xticks(range(len(buckets)), buckets)
-        ax.set_xlabel("ground-truth duration bucket")
+        ax.set_xticks(range(len(buckets)), duration_tick_labels(report))
+        ax.set_xlabel("ground-truth duration bucket (range of instance length, ground truths)")
         ax.set_ylabel("mAP (%)")
         ax.set_title(f"mAP by action duration ({report['protocol']} protocol)")
         ax.legend(fontsize="small", ncol=2)

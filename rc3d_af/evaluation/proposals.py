@@ -1,20 +1,27 @@
 """Proposal evaluation: average recall at AN proposals (AR@AN) and the AUC of the AR-AN curve.
 
-Proposals are class-agnostic (labels are ignored); every ground-truth instance of the evaluated
-videos counts, duplicates included (as the official code does). A ground truth is recalled at a
-tIoU threshold when one of the proposals considered has tIoU >= threshold with it. Proposals of a
-video are taken by decreasing score (ties: file order). Two conventions:
+Proposals are class-agnostic: labels are ignored, whatever they hold. Every ground-truth instance
+of the evaluated videos counts, duplicates included, and the evaluated videos are those with
+ground truth (as the official code does). A ground truth is recalled at a tIoU threshold when one
+of the proposals considered has tIoU >= threshold with it. A video's proposals are ranked by
+decreasing score under ``tie_rule`` (``ranking.py``: ``"official"``, the official code's
+``argsort`` of the scores reversed, or ``"stable"``, ties in file order). Two conventions:
 
-``"activitynet"`` (official ``eval_proposal.py``, ``average_recall_vs_avg_nr_proposals``): the
-proposal budget is shared out in proportion to each video's number of proposals. For a maximum
-average number M, each video keeps ``min(int(n_v * M * V / N), n_v)`` proposals (V ground-truth
-videos, N proposals in the whole file), and the curve has 100 points, the k-th keeping
-``min(int(kept_v * k / 100 * M * V / kept), kept_v)`` per video; its x value is the average
-number of proposals per video. AR@AN is the last point of the curve for M = AN; the AUC is the
-area under the M = 100 curve divided by its last x value, in percent (the leaderboard's AUC).
+``"activitynet"`` (official ``eval_proposal.py``, ``average_recall_vs_avg_nr_proposals`` with
+``max_avg_nr_proposals = M``): V videos with ground truth, N proposals in the whole results file
+(videos without ground truth included: they enter the budget through N). Each video keeps its
+first ``min(int(n_v * ratio), n_v)`` proposals, ``ratio = M * V / N``; then at each grid point
+p = 1..100 it keeps ``min(int(kept_v * p / 100 * M * V / K), kept_v)`` of those (K = sum of
+kept_v), and the curve's x value is ``p / 100 * M * V / K * K / V``, the average number of
+proposals per video. AR@AN is read on the one curve of M = max(AN), at the grid point p = 100 * AN
+/ M (AN must lie on that grid); the AUC is the area under the M = 100 curve (trapezoids) divided
+by its last x value, in percent (the leaderboard's AUC).
 
 ``"per_video"`` (common on THUMOS14): AR@N uses the top N proposals of every video; the AUC is
 the area under AR(N) for N = 1 .. max(AN) divided by max(AN), in percent.
+
+Both tIoU ranges in use are plain ``tiou_thresholds`` strings: ``"0.5:0.95:0.05"`` (ActivityNet,
+the default) and ``"0.5:1.0:0.05"`` (THUMOS14 practice, 11 thresholds).
 """
 
 from __future__ import annotations
@@ -28,13 +35,15 @@ from rc3d_af.data.annotations import AnnotationSet
 from rc3d_af.errors import InputError
 from rc3d_af.evaluation.inputs import same_key_pairs
 from rc3d_af.evaluation.iou import segment_iou_np
+from rc3d_af.evaluation.ranking import TieRule, check_tie_rule, descending_order
 from rc3d_af.evaluation.results import Results
-from rc3d_af.evaluation.thresholds import PROPOSAL_TIOU, parse_thresholds
+from rc3d_af.evaluation.thresholds import PROPOSAL_TIOU, format_thresholds, parse_thresholds
 
 Convention = Literal["activitynet", "per_video"]
 CONVENTIONS: tuple[str, ...] = ("activitynet", "per_video")
 DEFAULT_AN = (50, 100, 200, 500, 1000)
 ACTIVITYNET_AUC_MAX_AN = 100
+GRID_POINTS = 100  # the official AR-AN curve's points
 
 __all__ = ["CONVENTIONS", "DEFAULT_AN", "evaluate_proposals"]
 
@@ -47,40 +56,57 @@ def evaluate_proposals(
     an: Sequence[int] = DEFAULT_AN,
     *,
     convention: Convention = "activitynet",
+    tie_rule: TieRule = "official",
 ) -> dict[str, Any]:
-    """AR@AN (fractions) and AUC (percent); returns the ``rc3d-af evaluate --proposals`` JSON layout.
+    """AR@AN (fractions) and AUC (percent); returns the ``rc3d-af evaluate --proposals --json`` layout.
 
-    ``ar``/``auc`` follow ``convention``; ``conventions`` holds both, ``curves`` the AR-AN curves.
+    Args:
+        subset: evaluate only the ground-truth videos of this subset (None: all videos).
+        tiou_thresholds: floats or a string such as ``"0.5:0.95:0.05"`` / ``"0.5:1.0:0.05"``.
+        an: the AN values (positive; for ``"activitynet"`` on the grid of max(an) / 100).
+        convention: which convention fills ``ar`` and ``auc``; ``conventions`` holds both.
+        tie_rule: order of tied scores within a video (``ranking.py``).
+
+    Returns:
+        ``task``, ``subset``, ``tiou_thresholds`` (list), ``tiou_range`` (text), ``convention``,
+        ``tie_rule``, ``an``, ``ar`` (one per AN), ``auc``, ``auc_max_an``, counts (``videos``,
+        ``ground_truths``, ``proposals`` on evaluated videos, ``proposals_in_results``: the
+        official budget's N), ``unknown_videos``, ``conventions`` (``ar``, ``auc``, ``auc_max_an``
+        of each) and ``curves`` (AR-AN curve of each: ``an`` x values, ``ar``).
     """
     if convention not in CONVENTIONS:
         raise InputError(f"convention: expected one of {CONVENTIONS}, got {convention!r}")
+    check_tie_rule(tie_rule)
     an = tuple(int(n) for n in an)
     if not an or min(an) <= 0:
         raise InputError(f"--an: expected positive proposal numbers, got {an}")
+    grid = _grid_points(an, convention)
     thresholds = parse_thresholds(tiou_thresholds)
     gt = ground_truth.subset(subset) if subset is not None else ground_truth
-    table = _ProposalTable(gt, results)
+    table = _ProposalTable(gt, results, tie_rule)
     first_hit = table.first_hit(thresholds)
 
-    anet_ar = [float(_activitynet_curve(table, first_hit, n)[1][-1]) for n in an]
-    anet_x, anet_y = _activitynet_curve(table, first_hit, ACTIVITYNET_AUC_MAX_AN)
     curve_x, curve_y = _activitynet_curve(table, first_hit, max(an))
+    auc_x, auc_y = _activitynet_curve(table, first_hit, ACTIVITYNET_AUC_MAX_AN)
     numbers = np.arange(1, max(an) + 1)
     per_video_y = _per_video_recall(first_hit, numbers).mean(axis=0)
     conventions = {
-        "activitynet": {"ar": anet_ar, "auc": 100.0 * _area(anet_x, anet_y),
-                        "auc_max_an": ACTIVITYNET_AUC_MAX_AN},
+        "activitynet": {"ar": [float(curve_y[p - 1]) for p in grid] if grid else None,
+                        "auc": _area_percent(auc_x, auc_y), "auc_max_an": ACTIVITYNET_AUC_MAX_AN},
         "per_video": {"ar": [float(per_video_y[n - 1]) for n in an],
-                      "auc": 100.0 * _area(numbers.astype(np.float64), per_video_y), "auc_max_an": max(an)},
+                      "auc": _area_percent(numbers.astype(np.float64), per_video_y), "auc_max_an": max(an)},
     }
     return {
         "task": "proposals",
         "subset": subset,
         "tiou_thresholds": list(thresholds),
+        "tiou_range": format_thresholds(thresholds),
         "convention": convention,
+        "tie_rule": tie_rule,
         "an": list(an),
         "ar": conventions[convention]["ar"],
         "auc": conventions[convention]["auc"],
+        "auc_max_an": conventions[convention]["auc_max_an"],
         "videos": len(table.video_ids),
         "ground_truths": len(table.gt_video),
         "proposals": int(table.counts.sum()),
@@ -95,11 +121,24 @@ def evaluate_proposals(
     }
 
 
+def _grid_points(an: tuple[int, ...], convention: str) -> list[int] | None:
+    """The official curve's grid point p (1..100) of each AN, or None when an AN is off the grid
+    (an error for the activitynet convention, where AR@AN is read on that grid)."""
+    largest = max(an)
+    off = [n for n in an if (n * GRID_POINTS) % largest]
+    if not off:
+        return [n * GRID_POINTS // largest for n in an]
+    if convention == "activitynet":
+        raise InputError(f"--an: {off} not on the official AR-AN curve of max AN {largest}, whose "
+                         f"{GRID_POINTS} points lie at multiples of {largest}/{GRID_POINTS} proposals")
+    return None
+
+
 class _ProposalTable:
     """Ground truths of the videos that have any (official: these are the evaluated videos) and
     their proposals ranked within each video."""
 
-    def __init__(self, gt: AnnotationSet, results: Results) -> None:
+    def __init__(self, gt: AnnotationSet, results: Results, tie_rule: TieRule) -> None:
         self.video_ids = [vid for vid, video in gt.videos.items() if video.instances]
         index = {vid: i for i, vid in enumerate(self.video_ids)}
         rows = [(index[vid], i.start, i.end) for vid in self.video_ids for i in gt.videos[vid].instances]
@@ -114,7 +153,7 @@ class _ProposalTable:
         for vid, detections in results.videos.items():
             if vid not in index:
                 continue
-            order = np.argsort(-detections.scores, kind="stable")
+            order = descending_order(detections.scores, tie_rule)
             rank = np.empty(len(order), dtype=np.int64)
             rank[order] = np.arange(len(order))
             self.counts[index[vid]] = len(order)
@@ -141,16 +180,17 @@ class _ProposalTable:
 def _activitynet_curve(
     table: _ProposalTable, first_hit: np.ndarray, max_avg: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The official AR-AN curve for ``max_avg_nr_proposals = max_avg``: (x (100,), AR (100,))."""
+    """The official AR-AN curve for ``max_avg_nr_proposals = max_avg``: (x (100,), AR (100,)),
+    in the official code's operation order."""
     num_videos = len(table.video_ids)
     if table.total_in_file == 0 or num_videos == 0:
-        return np.arange(1, 101) / 100.0 * max_avg, np.zeros(100)
+        return np.arange(1, GRID_POINTS + 1) / 100.0 * max_avg, np.zeros(GRID_POINTS)
     ratio = max_avg * float(num_videos) / table.total_in_file
     kept = np.minimum((table.counts * ratio).astype(np.int64), table.counts)  # per video
     total_kept = int(kept.sum())
     if total_kept == 0:
-        return np.arange(1, 101) / 100.0 * max_avg, np.zeros(100)
-    fractions = np.arange(1, 101) / 100.0 * (max_avg * float(num_videos) / total_kept)
+        return np.arange(1, GRID_POINTS + 1) / 100.0 * max_avg, np.zeros(GRID_POINTS)
+    fractions = np.arange(1, GRID_POINTS + 1) / 100.0 * (max_avg * float(num_videos) / total_kept)
     budget = np.minimum((kept[:, None] * fractions[None, :]).astype(np.int64), kept[:, None])  # (V, 100)
     matched = first_hit[:, :, None] < budget[table.gt_video][None, :, :]  # (T, G, 100)
     recall = matched.sum(axis=1) / max(len(table.gt_video), 1)
@@ -166,8 +206,9 @@ def _per_video_recall(first_hit: np.ndarray, numbers: np.ndarray) -> np.ndarray:
     return found / first_hit.shape[1]
 
 
-def _area(x: np.ndarray, y: np.ndarray) -> float:
-    """Trapezoid area under y(x) divided by the last x (the official normalisation)."""
+def _area_percent(x: np.ndarray, y: np.ndarray) -> float:
+    """100 x the trapezoid area under y(x) divided by the last x (the official normalisation)."""
     if len(x) < 2 or x[-1] <= 0:
         return 0.0
-    return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2.0) / x[-1])
+    area = np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2.0)
+    return float(100.0 * float(area) / x[-1])

@@ -6,7 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["format_report", "report_warnings", "write_json"]
+__all__ = ["AMBIGUOUS_NOTE", "format_report", "report_warnings", "write_json"]
+
+AMBIGUOUS_NOTE = (
+    "note: the ground truth has no Ambiguous intervals; the THUMOS14 kit drops unmatched detections "
+    "that overlap them (Ambiguous_test.txt), so its numbers differ (A2Net's af38: mAP@0.5 36.64 with "
+    "them, 35.98 without)"
+)
 
 
 def _pct(value: float | None) -> str:
@@ -20,9 +26,10 @@ def format_report(report: dict[str, Any], per_class: bool = True) -> str:
     thresholds = report["tiou_thresholds"]
     header = "".join(f"{t:>7g}" for t in thresholds) + "    avg"  # columns of " 12.34"
     lines = [
-        f"Detection mAP (%), {report['protocol']} protocol, subset {report['subset'] or 'all'}: "
-        f"{report['videos']} videos, {report['ground_truths']} ground truths, "
-        f"{report['predictions']} predictions, {report['classes_scored']} classes",
+        f"Detection mAP (%), {report['protocol']} protocol (ties: {report['options']['tie_rule']}), subset "
+        f"{report['subset'] or 'all'}: {report['videos']} videos, {report['ground_truths']} ground truths, "
+        f"{report['predictions']} predictions, {report['classes_scored']} classes; "
+        f"tIoU {report['tiou_range']}",
         f"{'tIoU':<30}{header}",
         f"{'mAP':<30}" + "".join(f" {_pct(v)}" for v in report["mAP"]) + f" {_pct(report['average_mAP'])}",
     ]
@@ -43,20 +50,24 @@ def format_report(report: dict[str, Any], per_class: bool = True) -> str:
                          + f" {_pct(entry['average_mAP'])}")
     if "ambiguous_dropped" in report:
         lines.append(f"unmatched predictions on Ambiguous intervals, dropped: {report['ambiguous_dropped']}")
+    if report.get("ambiguous_intervals") == 0:
+        lines.append(AMBIGUOUS_NOTE)
     return "\n".join(lines)
 
 
 def _format_proposals(report: dict[str, Any]) -> str:
     lines = [
         f"Proposals, subset {report['subset'] or 'all'}: {report['videos']} videos, "
-        f"{report['ground_truths']} ground truths, {report['proposals']} proposals; "
-        f"tIoU {report['tiou_thresholds'][0]:g}..{report['tiou_thresholds'][-1]:g}",
+        f"{report['ground_truths']} ground truths, {report['proposals']} proposals "
+        f"({report['proposals_in_results']} in the results); tIoU {report['tiou_range']} "
+        f"({len(report['tiou_thresholds'])} thresholds); ties: {report['tie_rule']}",
         f"{'AN':<26}" + "".join(f"{n:>8d}" for n in report["an"]) + "   AUC (%)",
     ]
     for name, entry in report["conventions"].items():
         marker = "*" if name == report["convention"] else " "
         label = f"{marker}AR (%) {name}"
-        lines.append(f"{label:<26}" + "".join(f"{100 * v:8.2f}" for v in entry["ar"])
+        values = entry["ar"] or [None] * len(report["an"])  # None: AN off the official grid
+        lines.append(f"{label:<26}" + "".join("     -  " if v is None else f"{100 * v:8.2f}" for v in values)
                      + f"   {entry['auc']:.2f} (AN <= {entry['auc_max_an']})")
     return "\n".join(lines)
 

@@ -9,10 +9,13 @@ ActivityNet layout::
 THUMOS14 layout (the kit's detection file): one detection per line,
 ``video_name t_start t_end class score``, whitespace separated, the class given by name or by its
 THUMOS id (``detclasslist.txt``; pass ``class_ids``). A ``.mp4`` suffix on video names is dropped.
+A class written as a number that is not a known class id is a malformed line (the ids are fixed
+by the class list), an error naming the line.
 
 Times are seconds. The input order is kept (videos in order of first appearance, detections of a
-video in file order): it is the documented tie-break of the evaluators. Labels that are not class
-names are kept as written, so the evaluators can count and report them.
+video in file order): the official evaluators build their tables in this order and the tie rules
+start from it. Labels that are not class names are kept as written, so the evaluators can count
+and report them. For proposals (``require_labels=False``) labels are ignored, whatever they hold.
 """
 
 from __future__ import annotations
@@ -96,7 +99,7 @@ def load_results(
     Args:
         class_names: the ground truth's classes (used to tell class names from THUMOS ids in text).
         class_ids: ``name -> THUMOS id``, to read text files that give classes by id.
-        require_labels: False for proposals (a missing label becomes ``""``).
+        require_labels: False for proposals: labels are not read (every label becomes ``""``).
     """
     path = Path(path)
     try:
@@ -105,7 +108,7 @@ def load_results(
         raise InputError(f"{path}: cannot read results: {exc}") from None
     if path.suffix.lower() == ".json" or text.lstrip().startswith("{"):
         return _parse_json(path, text, require_labels)
-    by_id = {str(value): name for name, value in (class_ids or {}).items()}
+    by_id = {value: name for name, value in (class_ids or {}).items()}
     return _parse_text(path, text, set(class_names), by_id, require_labels)
 
 
@@ -137,7 +140,7 @@ def _parse_json(path: Path, text: str, require_labels: bool) -> Results:
 
 
 def _parse_text(
-    path: Path, text: str, names: set[str], by_id: dict[str, str], require_labels: bool
+    path: Path, text: str, names: set[str], by_id: dict[int, str], require_labels: bool
 ) -> Results:
     rows: dict[str, tuple[list, list, list]] = {}
     for line_no, line in enumerate(text.splitlines(), start=1):
@@ -147,11 +150,10 @@ def _parse_text(
         where = f"{path}, line {line_no}"
         if len(fields) != 5:
             raise InputError(f"{where}: expected 'video t_start t_end class score', got {line!r}")
-        label = fields[3] if fields[3] in names else by_id.get(fields[3], fields[3])
         segments, scores, labels = rows.setdefault(normalize_video_id(fields[0]), ([], [], []))
         segments.append(_segment(fields[1], fields[2], where))
         scores.append(finite_number(fields[4], f"{where}, score"))
-        labels.append(_label(label, where, require_labels))
+        labels.append(_text_class(fields[3], names, by_id, where) if require_labels else "")
     results = Results(source=str(path))
     for vid, (segments, scores, labels) in rows.items():
         results.add(vid, segments, scores, labels)
@@ -165,9 +167,21 @@ def _segment(start: Any, end: Any, where: str) -> list[float]:
     return segment
 
 
+def _text_class(field: str, names: set[str], by_id: dict[int, str], where: str) -> str:
+    """The class name of a text line's class field: a name, or a known class id."""
+    if field in names or not field.lstrip("+-").isdigit():
+        return field  # a name (unknown names are counted and reported by the evaluators)
+    if int(field) not in by_id:
+        known = ", ".join(f"{i}={name}" for i, name in list(by_id.items())[:5])
+        known = f"the known ids are {known}{', ...' if len(by_id) > 5 else ''}" if by_id else (
+            "the ground truth defines no class ids (detclasslist.txt or 'class_ids')")
+        raise InputError(f"{where}: class {field} is a number but not a class id; {known}")
+    return by_id[int(field)]
+
+
 def _label(value: Any, where: str, required: bool) -> str:
-    if value is None and not required:
-        return ""
+    if not required:
+        return ""  # proposals: labels play no part
     if not isinstance(value, str) or not value:
         raise InputError(f"{where}: expected a class-name string 'label', got {value!r}")
     return value

@@ -48,8 +48,8 @@ def thumos14_protocol(inputs: DetectionInputs, thresholds: Sequence[float]) -> d
     """
     rank = kit_rank(inputs)
     pred_index, gt_index, iou = candidate_pairs(inputs, "thumos14")
-    taken = greedy_match(gt_index, pred_index, iou, np.arange(len(inputs.gt_class)), rank, thresholds,
-                         strict=True)  # (T, G): the detection each ground truth took
+    taken = greedy_match(gt_index, pred_index, iou, np.arange(len(inputs.gt_class)), rank[pred_index],
+                         len(rank), thresholds, strict=True)  # (T, G): the detection each ground truth took
     tp = np.zeros((len(thresholds), len(rank)), dtype=bool)
     level, gt = np.nonzero(taken >= 0)
     tp[level, taken[level, gt]] = True
