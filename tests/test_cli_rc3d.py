@@ -82,7 +82,7 @@ def test_proposals_files_and_ar_an(trained: Path, workspace: Path, capsys) -> No
     args = ["proposals", "--checkpoint", str(trained / "last.pt"), "--out", str(out)]
     assert main([*args, "--top-k", "100"]) == 0
     printed = capsys.readouterr().out
-    assert "Proposals, subset test" in printed and "tIoU 0.5..1" in printed
+    assert "Proposals, subset test" in printed and "tIoU 0.5:1.0:0.05" in printed
     proposals = json.loads((out / "proposals.json").read_text())["results"]
     for entries in proposals.values():
         assert len(entries) <= 100

@@ -32,7 +32,6 @@ A2NET_ROWS = {
     "a2net": "A2Net",
 }
 RC3D_ROWS = {"rc3d": "R-C3D", "rc3d_af": "R-C3D + AF"}
-PROPOSAL_TIOU = "0.5:1.0:0.05"  # THUMOS14 proposal practice (Table XIII)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -111,6 +110,7 @@ def _rc3d_reports(args: argparse.Namespace, overrides: list[str], seed: int) -> 
     from rc3d_af.config import load_config
     from rc3d_af.engine.inference import evaluate_results, infer_proposals, infer_split
     from rc3d_af.evaluation.proposals import evaluate_proposals
+    from rc3d_af.evaluation.thresholds import THUMOS14_PROPOSAL_TIOU
 
     reports = {}
     for arch in RC3D_ROWS:
@@ -122,7 +122,7 @@ def _rc3d_reports(args: argparse.Namespace, overrides: list[str], seed: int) -> 
             )
             proposals = infer_proposals(model, cfg, annotations, dataset, trainer.device)
             report["proposals"] = evaluate_proposals(
-                annotations, proposals, cfg.data.test_subset, PROPOSAL_TIOU
+                annotations, proposals, cfg.data.test_subset, THUMOS14_PROPOSAL_TIOU  # Table XIII practice
             )
             reports[arch] = report
     return reports

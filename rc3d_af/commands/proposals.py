@@ -16,8 +16,6 @@ from pathlib import Path
 
 from rc3d_af.commands import add_overrides_argument
 
-TIOU_RANGES = {"thumos14": "0.5:1.0:0.05", "activitynet": "0.5:0.95:0.05"}
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", type=Path, nargs="?", help="YAML config whose data/test sections to use")
@@ -64,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from rc3d_af.evaluation.proposals import evaluate_proposals
     from rc3d_af.evaluation.report import format_report, write_json
     from rc3d_af.evaluation.results import save_results_json
-    from rc3d_af.evaluation.thresholds import parse_int_list
+    from rc3d_af.evaluation.thresholds import ACTIVITYNET_TIOU, THUMOS14_PROPOSAL_TIOU, parse_int_list
 
     if not 0.0 <= args.nms <= 1.0:
         raise InputError(f"--nms: expected an IoU in [0, 1], got {args.nms}")
@@ -81,8 +79,9 @@ def run(args: argparse.Namespace) -> int:
     results = infer_proposals(
         model, cfg, annotations, dataset, device, branch=args.branch, nms_iou=args.nms, top_k=args.top_k
     )
+    named = {"thumos14": THUMOS14_PROPOSAL_TIOU, "activitynet": ACTIVITYNET_TIOU}
     report = evaluate_proposals(
-        annotations, results, split, TIOU_RANGES.get(args.tiou, args.tiou), an, convention=args.convention
+        annotations, results, split, named.get(args.tiou, args.tiou), an, convention=args.convention
     )
     report["branch"] = args.branch
     out = args.out or args.checkpoint.parent / f"proposals_{split}"
