@@ -140,6 +140,11 @@ def compare_lengths(
     return report
 
 
+def _prefix(where: str) -> str:
+    """``"where: "``, or nothing when the caller names the data itself (check-data's subset column)."""
+    return f"{where}: " if where else ""
+
+
 def _fraction(ratio: float) -> str:
     """``0.25 -> "1/4 of"``, ``2.0 -> "2 times"``, ``0.6 -> "0.60 times"``."""
     if ratio < 1 and abs(1 / ratio - round(1 / ratio)) <= 0.05 / ratio:
@@ -187,7 +192,7 @@ def _length_error(report: LengthReport, spec: FeatureSpec, tolerance: float, whe
     explanation = _explain(gross, spec)
     examples = "; ".join(length.describe() for length in gross[:_EXAMPLES])
     return (
-        f"{where}: the feature count T does not match the annotated duration for {len(gross)} of "
+        f"{_prefix(where)}the feature count T does not match the annotated duration for {len(gross)} of "
         f"{report.videos} videos"
         + (f". {explanation}" if explanation else ".")
         + f" E.g. {examples}{'; ...' if len(gross) > _EXAMPLES else ''}. Expected "
@@ -204,7 +209,7 @@ def _length_warning(report: LengthReport, where: str) -> str:
     worst = max(small, key=lambda length: abs(length.ratio - 1))
     compared = report.videos - len(report.no_fps)
     return (
-        f"{where}: the feature count differs slightly from the annotated duration for {len(small)} of "
+        f"{_prefix(where)}the feature count differs slightly from the annotated duration for {len(small)} of "
         f"{compared} videos, by {min(differences)} to {max(differences)} features (at most "
         f"{100 * abs(worst.ratio - 1):.1f}%: {worst.describe()}); within data.length_tolerance (the usual "
         "rounding at the end of a video); windows use the features' own count"
@@ -261,7 +266,7 @@ def _videos_of(items: Sequence[Outside]) -> int:
 def _far_error(far: Sequence[Outside], slack: float, where: str) -> str:
     examples = "; ".join(item.describe() for item in far[:_EXAMPLES])
     return (
-        f"{where}: {len(far)} ground-truth instance(s) in {_videos_of(far)} video(s) lie more than "
+        f"{_prefix(where)}{len(far)} ground-truth instance(s) in {_videos_of(far)} video(s) lie more than "
         f"data.segment_slack = {slack:g} s outside their video: {examples}"
         f"{'; ...' if len(far) > _EXAMPLES else ''}. "
         "A malformed annotation (wrong video, duration or time unit?): fix it, or set "
@@ -274,18 +279,18 @@ def _far_error(far: Sequence[Outside], slack: float, where: str) -> str:
 def _slight_warning(slightly: Sequence[Outside], where: str) -> str:
     worst = max(slightly, key=lambda item: item.overrun)
     return (
-        f"{where}: {len(slightly)} ground-truth instance(s) in {_videos_of(slightly)} video(s) extend past "
-        f"their video by at most {worst.overrun:.3g} s (e.g. {worst.describe()}); clipped to the video "
-        "for training (within data.segment_slack)"
+        f"{_prefix(where)}{len(slightly)} ground-truth instance(s) in {_videos_of(slightly)} video(s) "
+        f"extend past their video by at most {worst.overrun:.3g} s (e.g. {worst.describe()}); clipped to "
+        "the video for training (within data.segment_slack)"
     )
 
 
 def _kept_warning(far: Sequence[Outside], where: str) -> str:
     examples = "; ".join(item.describe() for item in far[:_EXAMPLES])
     return (
-        f"{where}: {len(far)} ground-truth instance(s) in {_videos_of(far)} video(s) lie outside their "
-        f"video (e.g. {examples}); kept (data.segments_beyond: keep): no training window holds them and "
-        "evaluation counts them as missed"
+        f"{_prefix(where)}{len(far)} ground-truth instance(s) in {_videos_of(far)} video(s) lie outside "
+        f"their video (e.g. {examples}); kept (data.segments_beyond: keep): no training window holds them "
+        "and evaluation counts them as missed"
     )
 
 
@@ -525,11 +530,11 @@ def _subset_findings(
     found += _length_findings(name, readable, lengths, spec, length_tolerance)
     slightly, far = segments_outside(videos, segment_slack)
     if far and segments_beyond == "error":
-        found.append(Finding("problem", name, _far_error(far, segment_slack, "ground truth")))
+        found.append(Finding("problem", name, _far_error(far, segment_slack, "")))
     elif far:
-        found.append(Finding("warning", name, _kept_warning(far, "ground truth")))
+        found.append(Finding("warning", name, _kept_warning(far, "")))
     if slightly:
-        found.append(Finding("warning", name, _slight_warning(slightly, "ground truth")))
+        found.append(Finding("warning", name, _slight_warning(slightly, "")))
     total, short, long = _instance_lengths(videos, spec, window_size)
     if short:
         found.append(
@@ -568,9 +573,9 @@ def _length_findings(
             )
         )
     if report.small:
-        found.append(Finding("warning", name, _length_warning(report, "feature counts")))
+        found.append(Finding("warning", name, _length_warning(report, "")))
     if report.gross:
-        found.append(Finding("problem", name, _length_error(report, spec, tolerance, "feature counts")))
+        found.append(Finding("problem", name, _length_error(report, spec, tolerance, "")))
     if report.no_fps:
         annotated = any(v.instances for v in videos if v.fps is None)
         found.append(
