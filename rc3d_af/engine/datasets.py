@@ -40,7 +40,7 @@ def load_data(cfg: DataConfig) -> tuple[AnnotationSet, FeatureStore]:
     verify_videos(videos, lengths, cfg.feature_spec, **_check_settings(cfg), where=_where(cfg, subsets),
                   warn=False)
     untrained = untrained_classes(annotations, cfg.train_subset, cfg.test_subset)
-    if untrained and cfg.train_subset != cfg.test_subset:
+    if untrained:
         warnings.warn(untrained_message(untrained, cfg.train_subset, cfg.test_subset), DataWarning,
                       stacklevel=2)
     return annotations, store

@@ -42,6 +42,9 @@ from rc3d_af.models import build_model
 
 __all__ = ["Trainer", "resolve_device", "seed_everything"]
 
+# What a resumed run may change (none of them changes the training itself).
+RESUMABLE_CHANGES = ("epochs", "eval_every", "log_every", "tensorboard")
+
 
 def resolve_device(name: str, source: str = "train.device") -> torch.device:
     """``auto`` -> CUDA when available, else CPU; an explicit CUDA device must exist. ``source``
@@ -342,7 +345,7 @@ def selection_score(cfg: Config, report: dict[str, Any]) -> float:
 
 def _check_resumable(saved: Config, current: Config, path: Path) -> None:
     saved_dict, current_dict = config_to_dict(saved), config_to_dict(current)
-    for key in ("epochs", "eval_every"):
+    for key in RESUMABLE_CHANGES:
         saved_dict["train"].pop(key)
         current_dict["train"].pop(key)
     for section, values in current_dict.items():
@@ -350,7 +353,8 @@ def _check_resumable(saved: Config, current: Config, path: Path) -> None:
             if saved_dict[section][key] != value:
                 raise InputError(
                     f"--resume: {section}.{key} is {value!r} but {path} was trained with "
-                    f"{saved_dict[section][key]!r}; only train.epochs and train.eval_every may change"
+                    f"{saved_dict[section][key]!r}; only train.{', train.'.join(RESUMABLE_CHANGES)} may "
+                    "change"
                 )
 
 
