@@ -19,7 +19,7 @@ $(VENV)/.deps: pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet numpy scipy PyYAML tqdm matplotlib ninja setuptools wheel \
-		pytest hypothesis ruff
+		pytest hypothesis ruff tensorboard
 	touch $@
 
 $(VENV)/.built: $(VENV)/.deps $(SOURCES)

@@ -4,6 +4,10 @@ Install in the environment that already holds the torch you will run with::
 
     pip install --no-build-isolation -e .
 
+The YAML files of the top-level ``configs/`` folder are copied into the package
+(``rc3d_af/resources/configs/``) by ``build_py``, so that an installed (non-editable) package resolves
+config names such as ``a2net_synthetic``; an editable install reads them from ``configs/`` itself.
+
 Environment switches:
     FORCE_CUDA=1 / FORCE_CUDA=0   build the CUDA kernels / never build them
                                   (default: when torch is a CUDA build and a toolkit is found).
@@ -23,6 +27,7 @@ import tempfile
 from pathlib import Path
 
 from setuptools import setup
+from setuptools.command.build_py import build_py
 
 try:
     import torch
@@ -128,9 +133,25 @@ def _openmp_works() -> bool:
     return result.returncode == 0
 
 
+class BuildPyWithConfigs(build_py):
+    """``build_py`` that also ships every ``configs/*.yaml`` as ``rc3d_af/resources/configs/*.yaml``."""
+
+    def run(self) -> None:
+        super().run()
+        if getattr(self, "editable_mode", False):  # editable installs read configs/ in place
+            return
+        target = Path(self.build_lib) / "rc3d_af" / "resources" / "configs"
+        self.mkpath(str(target))
+        for config in sorted((ROOT / "configs").glob("*.yaml")):
+            self.copy_file(str(config), str(target / config.name))
+
+
 os.environ.setdefault("MAX_JOBS", "2")
 
 setup(
     ext_modules=[_extension()],
-    cmdclass={"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)},
+    cmdclass={
+        "build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True),
+        "build_py": BuildPyWithConfigs,
+    },
 )

@@ -11,15 +11,20 @@ A config file has four sections, each a dataclass below (``model`` is the model'
 Every key is checked against the dataclass fields: an unknown key, a missing required key or a
 value of the wrong type raises :class:`rc3d_af.errors.InputError` naming the key path (for
 example ``train.lr``) and what was expected. ``--set a.b=value`` overrides are parsed as YAML
-scalars/lists and go through the same checks. Relative paths in ``data`` are taken relative to
-the current working directory (not to the config file), so a config can be used from the
-repository root as written and moved with ``--set``.
+scalars/lists and go through the same checks. Numbers are read as YAML 1.2 reads them (``1e-4`` is
+a number; PyYAML alone reads it as a string), and a quoted string is never taken for a number.
+Relative paths in ``data`` are taken relative to the current working directory (not to the config
+file), so a config can be used from the repository root as written and moved with ``--set``.
+
+A config is a file path or the name of a packaged config (``a2net_synthetic``: the files of the
+top-level ``configs/`` folder, which installs copy into the package), see :func:`config_path`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -29,6 +34,7 @@ from typing import Any, Literal
 
 import yaml
 
+from rc3d_af.data.checks import LENGTH_TOLERANCE, SEGMENT_SLACK
 from rc3d_af.data.features import FeatureSpec
 from rc3d_af.errors import InputError
 from rc3d_af.evaluation.thresholds import THUMOS14_TIOU
@@ -43,6 +49,7 @@ __all__ = [
     "TrainConfig",
     "apply_overrides",
     "config_from_dict",
+    "config_path",
     "config_to_dict",
     "load_config",
     "save_config",
@@ -73,6 +80,13 @@ class DataConfig:
     # is read, its class count and feature width must agree.
     num_classes: int | None = None  # action classes C (background excluded)
     feature_dim: int | None = None  # feature width D (after concatenating the streams)
+    # Checks before any work (rc3d_af.data.checks): a video's feature count T may differ from
+    # FeatureSpec.num_features(duration, fps) by max(length_tolerance * that, clip/stride + 1) features;
+    # ground truth may end segment_slack seconds after its video (clipped); further is an error
+    # unless segments_beyond is "keep" (the official THUMOS14 annotations need it).
+    length_tolerance: float = LENGTH_TOLERANCE
+    segment_slack: float = SEGMENT_SLACK  # seconds
+    segments_beyond: Literal["error", "keep"] = "error"
 
     def __post_init__(self) -> None:
         _check_positive(self, "stride_frames", "clip_frames", "window_size", "train_stride", "test_stride")
@@ -81,6 +95,9 @@ class DataConfig:
                 raise ValueError(f"{name}: expected a positive integer or null, got {getattr(self, name)}")
         if not 0.0 <= self.min_gt_coverage < 1.0:
             raise ValueError(f"min_gt_coverage: expected a value in [0, 1), got {self.min_gt_coverage}")
+        for name in ("length_tolerance", "segment_slack"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name}: expected a number >= 0, got {getattr(self, name)}")
 
     @property
     def feature_spec(self) -> FeatureSpec:
@@ -106,6 +123,8 @@ class TrainConfig:
     num_threads: int | None = None  # torch CPU threads; None leaves torch's default
     optimizer: Literal["adam", "sgd"] = "adam"  # A2Net: Adam; R-C3D.pytorch: SGD with momentum
     momentum: float = 0.9  # SGD only
+    log_every: int = 50  # a train.log line every N optimizer steps (besides the per-epoch line); 0 = none
+    tensorboard: bool = False  # also log to <run dir>/tensorboard (needs the tensorboard package)
 
     def __post_init__(self) -> None:
         _check_positive(self, "epochs", "batch_size")
@@ -121,8 +140,8 @@ class TrainConfig:
             raise ValueError(f"lr_milestones: expected increasing positive epochs, got {self.lr_milestones}")
         if not 0.0 <= self.momentum < 1.0:
             raise ValueError(f"momentum: expected a value in [0, 1), got {self.momentum}")
-        if self.eval_every < 0 or self.num_workers < 0:
-            raise ValueError("eval_every and num_workers: expected >= 0")
+        if self.eval_every < 0 or self.num_workers < 0 or self.log_every < 0:
+            raise ValueError("eval_every, num_workers and log_every: expected >= 0")
         if self.num_threads is not None and self.num_threads <= 0:
             raise ValueError(f"num_threads: expected a positive integer or null, got {self.num_threads}")
         if not (self.device in ("auto", "cpu", "cuda") or _is_cuda_index(self.device)):
@@ -202,15 +221,51 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
     }
 
 
+class _YamlLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads exponent numbers without a dot (``1e-4``) as floats."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _read_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_YamlLoader)  # a SafeLoader: no arbitrary objects
+
+
+def packaged_config_dir() -> Path:
+    """The folder of the packaged configs: the copy inside an installed package
+    (``rc3d_af/resources/configs``, written by ``setup.py``), else the source tree's ``configs/``."""
+    installed = Path(__file__).parent / "resources" / "configs"
+    return installed if installed.is_dir() else Path(__file__).resolve().parents[1] / "configs"
+
+
+def config_path(name: str | Path) -> Path:
+    """The config file ``name`` names: an existing path, else a packaged config (``a2net_synthetic``
+    or ``a2net_synthetic.yaml``) from :func:`packaged_config_dir`."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    packaged = packaged_config_dir() / f"{path.stem}.yaml"
+    if len(path.parts) == 1 and path.suffix in ("", ".yaml") and packaged.is_file():
+        return packaged
+    names = ", ".join(sorted(p.stem for p in packaged_config_dir().glob("*.yaml"))) or "none found"
+    raise InputError(f"{name}: no such config file, nor a packaged config name (packaged: {names})")
+
+
 def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
-    """Read a YAML config file, apply ``a.b=value`` overrides, validate and return it."""
-    path = Path(path)
+    """Read a YAML config (a file or a packaged config's name), apply ``a.b=value`` overrides,
+    validate and return it."""
+    path = config_path(path)
     try:
         text = path.read_text()
     except OSError as exc:
         raise InputError(f"{path}: cannot read config file ({exc.strerror or exc})") from exc
     try:
-        data = yaml.safe_load(text)
+        data = _read_yaml(text)
     except yaml.YAMLError as exc:
         raise InputError(f"{path}: not valid YAML ({exc})") from exc
     if not isinstance(data, dict):
@@ -235,7 +290,7 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str], source: str 
         if not sep or not key or any(not part for part in key.split(".")):
             raise InputError(f"--set {item!r}: expected KEY.PATH=VALUE, for example train.lr=0.001")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = _read_yaml(raw) if raw.strip() else ""
         except yaml.YAMLError as exc:
             raise InputError(f"--set {item!r}: value is not valid YAML ({exc})") from exc
         node = result
@@ -246,8 +301,17 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str], source: str 
                 where = ".".join(parts[: depth + 1])
                 raise InputError(f"--set {item!r}: {source}: {where} is a value, not a section")
             node = child
+        is_section = isinstance(node.get(parts[-1]), dict) or (len(parts) == 1 and key in _SECTIONS)
+        if is_section and not isinstance(value, dict):
+            raise InputError(
+                f"--set {item!r}: {key} is a section of the config, not a value; set one of its keys, "
+                f"for example {key}.<key>={raw}"
+            )
         node[parts[-1]] = value
     return result
+
+
+_SECTIONS = frozenset(f.name for f in dataclasses.fields(Config))
 
 
 def _deep_copy(data: Any) -> Any:
@@ -348,14 +412,9 @@ def _convert_scalar(tp: Any, value: Any, source: str, key: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif tp is float:
+        # A string is refused even when numeric (lr: "3e-3" is a typo); 1e-4 unquoted is a float.
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
-        # PyYAML (YAML 1.1) reads "1e-4" as a string; accept any numeric string for a float field.
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
     elif tp is str:
         if isinstance(value, str):
             return value

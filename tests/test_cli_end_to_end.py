@@ -97,9 +97,12 @@ def test_detect_one_video_json_and_plot(trained: Path, workspace: Path, capsys) 
     # The same detections as the test command's results for that video (same windows, same NMS).
     results = json.loads((workspace / "test_out" / "results.json").read_text())["results"][video_id]
     assert np.allclose([d["segment"] for d in results], [d["segment"] for d in document["detections"]])
-    # Without ground truth the frame rate must be given.
-    assert main(["detect", str(features), "--checkpoint", str(trained / "last.pt")]) == 2
-    assert "--fps" in capsys.readouterr().err
+    # Without ground truth the frame rate must be given (the synopsis says so, and argparse stops).
+    with pytest.raises(SystemExit) as exit_info:
+        main(["detect", str(features), "--checkpoint", str(trained / "last.pt")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "(--fps FPS | --ground-truth GROUND_TRUTH)" in err and "one of the arguments --fps" in err
 
 
 def test_info_json_keys(workspace: Path, capsys) -> None:

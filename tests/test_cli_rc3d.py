@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -109,7 +110,9 @@ def test_detect_one_video(trained: Path, workspace: Path, capsys) -> None:
     document = json.loads(capsys.readouterr().out)
     assert document["video_id"] == video_id and len(document["detections"]) <= 200
     results = json.loads((workspace / "test_out" / "results.json").read_text())["results"][video_id]
-    assert [d["segment"] for d in results] == [d["segment"] for d in document["detections"]]
+    # The test command's detections of that video (same windows; batches of other sizes may move the
+    # last bits of the scores).
+    assert np.allclose([d["segment"] for d in results], [d["segment"] for d in document["detections"]])
 
 
 def test_a_config_of_another_arch_is_refused(trained: Path, workspace: Path, capsys) -> None:

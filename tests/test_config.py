@@ -54,7 +54,7 @@ def test_paper_settings_in_the_thumos14_config() -> None:
 
 def test_defaults_and_types_after_loading(tmp_path: Path) -> None:
     cfg = load_config(_write(tmp_path, {**MINIMAL, "train": {"lr": "1e-3", "lr_milestones": [3, 5]}}))
-    assert cfg.train.lr == pytest.approx(1e-3)  # PyYAML reads 1e-3 as a string; accepted for a float
+    assert cfg.train.lr == pytest.approx(1e-3)  # written unquoted: PyYAML alone would read a string
     assert cfg.train.lr_milestones == (3, 5)  # lists become tuples
     assert cfg.data == DataConfig("a.json", "feats")
     assert cfg.model == ModelConfig()
@@ -116,7 +116,7 @@ def test_errors_name_the_file_and_key_path(tmp_path: Path, data: dict, message: 
 
 
 def test_unreadable_or_non_mapping_files(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="cannot read config file"):
+    with pytest.raises(InputError, match="no such config file, nor a packaged config name"):
         load_config(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("data: [unclosed\n")

@@ -25,7 +25,7 @@ def _video(
     instances = [
         Instance("b" if k % 2 else "a", start + 2.0, end + 2.0) for k, (start, end) in enumerate(spans)
     ]
-    return VideoAnnotation(video_id, subset, 100.0, fps, instances, [])
+    return VideoAnnotation(video_id, subset, 10_000.0, fps, instances, [])  # longer than any T here
 
 
 def _annotations(*videos: VideoAnnotation) -> AnnotationSet:

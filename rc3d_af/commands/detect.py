@@ -3,8 +3,11 @@
 The features are cut into windows as at test time (the checkpoint's data settings), detections are
 merged per video (NMS, top-k) and printed as JSON (``--out`` writes a file instead):
 ``{"video_id", "fps", "duration", "detections": [{"label", "score", "segment": [start, end]}]}``
-with seconds computed at the video's fps. ``--ground-truth`` (an annotation file or THUMOS14 folder
-holding the video) supplies its fps and duration and is drawn on the ``--plot`` timeline.
+with seconds computed at the video's fps. The fps comes from ``--fps`` or from ``--ground-truth``
+(an annotation file or THUMOS14 folder holding the video, which also supplies its duration and is
+drawn on the ``--plot`` timeline): one of the two is required. With a known duration (the ground
+truth's, or ``--duration``) the feature count is checked against it, as every command does;
+without one it cannot be, and a note says so.
 """
 
 from __future__ import annotations
@@ -14,17 +17,21 @@ import json
 import sys
 from pathlib import Path
 
-from rc3d_af.commands import add_overrides_argument
+from rc3d_af.commands import add_overrides_argument, positive_float
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("features", type=Path, help="(T, D) .npy feature file of one video")
     parser.add_argument("--checkpoint", type=Path, required=True, help="checkpoint (.pt) written by train")
-    parser.add_argument("--fps", type=float, help="the video's frame rate (default: from --ground-truth)")
-    parser.add_argument("--video-id", help="video name (default: the feature file name without .npy)")
-    parser.add_argument(
-        "--ground-truth", type=Path, help="annotations holding this video (fps, duration, plot)"
+    timing = parser.add_mutually_exclusive_group(required=True)
+    timing.add_argument("--fps", type=positive_float, help="the video's frame rate (or --ground-truth)")
+    timing.add_argument(
+        "--ground-truth", type=Path, help="annotations holding this video (its fps, duration; the plot)"
     )
+    parser.add_argument(
+        "--duration", type=positive_float, help="the video's length in seconds, with --fps (checks T)"
+    )
+    parser.add_argument("--video-id", help="video name (default: the feature file name without .npy)")
     parser.add_argument("--video-info", type=Path, help="THUMOS14 video info CSV for a --ground-truth folder")
     parser.add_argument("--plot", type=Path, help="write a timeline PNG of the detections (and ground truth)")
     parser.add_argument("--out", type=Path, help="write the JSON here instead of printing it")
@@ -48,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
     state = load_checkpoint(args.checkpoint)
     cfg = checkpoint_config(state, None, args.overrides)
-    device = resolve_device(args.device or cfg.train.device)
+    device = resolve_device(args.device, "--device") if args.device else resolve_device(cfg.train.device)
     model = model_from_checkpoint(state, cfg, device)
     if args.features.suffix != ".npy":
         raise InputError(f"{args.features}: expected a .npy feature file")
@@ -60,21 +67,29 @@ def run(args: argparse.Namespace) -> int:
             f"{int(state['in_channels'])}"
         )
     truth = _ground_truth(args, video_id)
-    fps = args.fps if args.fps is not None else (truth.fps if truth is not None else None)
-    if fps is None or not fps > 0:
-        raise InputError("--fps: the video's frame rate is needed (or --ground-truth with the video's fps)")
+    fps = args.fps if truth is None else truth.fps
+    if fps is None:
+        raise InputError(f"--ground-truth: {args.ground_truth} gives no fps for '{video_id}'; use --fps")
+    if truth is not None and args.duration is not None:
+        raise InputError("--duration: the ground truth gives the duration; use it with --fps only")
     spec = cfg.data.feature_spec
     num_features = features.shape[0]
-    # Without ground truth, the video lasts until the end of its last feature's clip.
-    duration = (
-        truth.duration
-        if truth is not None
-        else ((num_features - 1) * spec.stride_frames + spec.clip_frames) / fps
-    )
+    # Without a known duration, the video lasts until the end of its last feature's clip.
+    duration = truth.duration if truth is not None else args.duration
+    if duration is None:
+        duration = ((num_features - 1) * spec.stride_frames + spec.clip_frames) / fps
+        print(
+            f"note: no duration (--duration or --ground-truth): the {num_features} features cannot be "
+            f"checked against the video's length; at {fps:g} fps and stride {spec.stride_frames} frames "
+            f"they span {duration:.1f} s",
+            file=sys.stderr,
+        )
     video = VideoAnnotation(video_id, "detect", duration, fps)
     annotations = AnnotationSet({video_id: video}, list(state["class_names"]))
     store = FeatureStore.from_arrays({video_id: features})
-    windows = make_windows(cfg.data, annotations, {video_id: num_features}, "detect", training=False)
+    windows = make_windows(
+        cfg.data, annotations, {video_id: num_features}, "detect", training=False, where=str(args.features)
+    )
     dataset = WindowDataset(windows, store, cfg.data.window_size)
     detections = predict_windows(
         model, dataset, batch_size=cfg.test.batch_size, device=device, amp=cfg.train.amp

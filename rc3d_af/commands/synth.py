@@ -65,9 +65,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
     import time
 
     from rc3d_af.data.annotations import load_annotations
+    from rc3d_af.data.checks import classes_missing_by_subset
     from rc3d_af.data.synthetic import generate_synthetic
 
     params = SynthParams(
@@ -91,4 +93,11 @@ def run(args: argparse.Namespace) -> int:
         f"wrote {path} and {len(annotations.videos)} feature files (D={args.dim}) in {elapsed:.1f} s: "
         f"{annotations.num_instances} instances, {len(annotations.class_names)} classes, subsets {subsets}"
     )
+    for subset, missing in classes_missing_by_subset(annotations).items():
+        print(
+            f"warning: subset '{subset}' holds no instance of {len(missing)} class(es) that other subsets "
+            f"have ({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); more --videos would "
+            "cover them",
+            file=sys.stderr,
+        )
     return 0

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     state = load_checkpoint(args.checkpoint)
     cfg = checkpoint_config(state, args.config, args.overrides)
-    device = resolve_device(args.device or cfg.train.device)
+    device = resolve_device(args.device, "--device") if args.device else resolve_device(cfg.train.device)
     model = model_from_checkpoint(state, cfg, device)
     split = args.split or cfg.data.test_subset
     annotations, store = load_data(cfg.data)
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or args.checkpoint.parent / f"test_{split}"
     write_evaluation(out, results, report, plots=not args.no_plots)
     print_report(report)
-    print(f"results, metrics and plots in {out}")
+    print(f"results and metrics{'' if args.no_plots else ' and plots'} in {out}")
     return 0
 
 

@@ -1,12 +1,18 @@
 """Train a model from a YAML config (Adam, lr schedule, checkpoints each epoch, --resume).
 
-Writes the run directory (default ``runs/<config name>``): ``config.yaml`` (resolved),
-``train.log``, ``last.pt`` after every epoch and ``best.pt`` when ``train.eval_every`` > 0.
+CONFIG is a file or the name of a packaged config (``rc3d-af train a2net_synthetic``). Writes the
+run directory (default ``runs/<config name>``): ``config.yaml`` (resolved), ``train.log`` (a line
+per epoch and every ``train.log_every`` steps), ``metrics.jsonl`` (every epoch's numbers),
+``last.pt`` after every epoch, ``best.pt`` when ``train.eval_every`` > 0 and, with
+``train.tensorboard: true``, TensorBoard logs in ``tensorboard/``. A folder that already holds a
+checkpoint is refused unless --resume (continue it) or --force (delete it and start over) is given.
+Ctrl-C stops after saying what was saved and the command that resumes.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from rc3d_af.commands import add_overrides_argument
@@ -14,7 +20,9 @@ from rc3d_af.commands import add_overrides_argument
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """The CONFIG argument and repeated ``--set key.path=value`` overrides (shared by several commands)."""
-    parser.add_argument("config", type=Path, help="YAML config file (see configs/)")
+    parser.add_argument(
+        "config", type=Path, help="YAML config file, or a packaged config's name (e.g. a2net_synthetic)"
+    )
     add_overrides_argument(
         parser, help="override a config value, e.g. --set train.lr=1e-3 --set model.variant=anchor_free"
     )
@@ -23,20 +31,40 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("--out", type=Path, help="run directory (default: runs/<config file name>)")
-    parser.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    runs = parser.add_mutually_exclusive_group()
+    runs.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    runs.add_argument(
+        "--force", action="store_true", help="delete the run in <out> (checkpoints, logs) and start over"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
 
 
 def run(args: argparse.Namespace) -> int:
     from rc3d_af.config import load_config
+    from rc3d_af.engine.run_dir import check_run_dir, check_tensorboard, clear_run_dir, interrupted_message
     from rc3d_af.engine.trainer import Trainer
-    from rc3d_af.errors import InputError
 
     cfg = load_config(args.config, args.overrides)
     out = args.out or Path("runs") / args.config.stem
-    if args.resume and not (out / "last.pt").is_file():
-        raise InputError(f"--resume: no checkpoint {out / 'last.pt'} to resume from")
-    with Trainer(cfg, out, resume=args.resume, progress=not args.no_progress) as trainer:
-        trainer.fit()
-        trainer.logger.info("checkpoints in %s", out)
+    check_run_dir(out, resume=args.resume, force=args.force)
+    check_tensorboard(cfg.train.tensorboard)
+    if args.force:
+        removed = clear_run_dir(out)
+        if removed:
+            print(f"--force: deleted {', '.join(removed)} of the earlier run in {out}", file=sys.stderr)
+    try:
+        with Trainer(cfg, out, resume=args.resume, progress=not args.no_progress) as trainer:
+            trainer.fit()
+            trainer.logger.info("checkpoints in %s", out)
+    except KeyboardInterrupt:
+        print(f"rc3d-af train: {interrupted_message(out, cfg.train.epochs, _resume_command(args, out))}",
+              file=sys.stderr)
+        return 130
     return 0
+
+
+def _resume_command(args: argparse.Namespace, out: Path) -> list[str]:
+    """The command line that continues this run."""
+    overrides = [part for item in args.overrides for part in ("--set", item)]
+    progress = ["--no-progress"] if args.no_progress else []
+    return ["rc3d-af", "train", str(args.config), *overrides, "--out", str(out), "--resume", *progress]

@@ -91,9 +91,9 @@ class FeatureSpec:
         return max(1, (frames - self.clip_frames) // self.stride_frames + 1)
 
 
-def _feature_path(feature_dir: Path, video_id: str, stream: str | None) -> Path:
-    folder = feature_dir / stream if stream else feature_dir
-    return folder / f"{video_id}.npy"
+def _video_paths(feature_dir: Path, video_id: str, streams: tuple[str, ...]) -> list[Path]:
+    """``<dir>/<video_id>.npy``, or ``<dir>/<stream>/<video_id>.npy`` for each stream."""
+    return [(feature_dir / s if s else feature_dir) / f"{video_id}.npy" for s in streams or ("",)]
 
 
 def _open_array(path: Path, video_id: str, mmap: bool) -> np.ndarray:
@@ -105,6 +105,13 @@ def _open_array(path: Path, video_id: str, mmap: bool) -> np.ndarray:
         array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise InputError(f"{path}: not a readable .npy array ({exc})") from exc
+    if isinstance(array, np.lib.npyio.NpzFile):  # np.load reads by content, not by file name
+        names = ", ".join(array.files[:5]) or "no arrays"
+        array.close()
+        raise InputError(
+            f"{path}: an .npz archive ({names}), expected one (T, D) array saved with np.save "
+            "(e.g. np.save(path, np.load(npz)['<name>']))"
+        )
     if array.ndim != 2:
         raise InputError(f"{path}: expected a (T, D) feature array, got shape {tuple(array.shape)}")
     if not np.issubdtype(array.dtype, np.floating):
@@ -136,11 +143,7 @@ def _common_length(arrays: list[np.ndarray], paths: list[Path], video_id: str) -
 def _open_video(
     feature_dir: Path, video_id: str, streams: tuple[str, ...], mmap: bool
 ) -> tuple[list[np.ndarray], list[Path], int]:
-    paths = (
-        [_feature_path(feature_dir, video_id, s) for s in streams]
-        if streams
-        else [_feature_path(feature_dir, video_id, None)]
-    )
+    paths = _video_paths(feature_dir, video_id, streams)
     arrays = [_open_array(p, video_id, mmap) for p in paths]
     return arrays, paths, _common_length(arrays, paths, video_id)
 
@@ -247,6 +250,16 @@ class FeatureStore:
         if len(self._open) > self.max_open:
             self._open.popitem(last=False)
         return arrays, length
+
+    def paths(self, video_id: str) -> list[Path]:
+        """The files a video's features are read from (one per stream)."""
+        return _video_paths(self.feature_dir, video_id, self.streams)
+
+    def has(self, video_id: str) -> bool:
+        """Whether the video's features exist (every stream's file); nothing is opened."""
+        if self._arrays is not None:
+            return video_id in self._arrays
+        return all(path.is_file() for path in self.paths(video_id))
 
     def num_features(self, video_id: str) -> int:
         """T of one video (reads only the file headers)."""

@@ -149,8 +149,28 @@ def synthetic_timings(num_videos: int = 200, num_classes: int = 20, seed: int = 
     return AnnotationSet(videos=videos, class_names=names)
 
 
+def _coverage_order(video_ids: list[str], annotations: AnnotationSet) -> list[str]:
+    """The videos in the order a selection takes them: first, greedily, the video that adds the most
+    classes not yet present (the first name on ties) while one adds any, then the rest by name.
+
+    Any first N of this order therefore hold as many of the classes as a greedy cover can, and a
+    smaller selection is part of a larger one.
+    """
+    labels = {vid: {inst.label for inst in annotations.videos[vid].instances} for vid in video_ids}
+    remaining, order, present = sorted(video_ids), [], set()
+    while remaining:
+        best = max(remaining, key=lambda vid: len(labels[vid] - present))  # max keeps the first on ties
+        if not labels[best] - present:
+            break
+        order.append(best)
+        present |= labels[best]
+        remaining.remove(best)
+    return order + remaining
+
+
 def _select(annotations: AnnotationSet, videos: int | None) -> AnnotationSet:
-    """``videos`` videos: the first ids of each subset, shared out in proportion to the subset sizes.
+    """``videos`` videos, shared out among the subsets in proportion to their sizes, each subset's in
+    :func:`_coverage_order` (so that every subset holds every class where its share allows).
 
     Largest-remainder apportionment; every subset keeps at least one video when ``videos`` allows.
     """
@@ -169,7 +189,11 @@ def _select(annotations: AnnotationSet, videos: int | None) -> AnnotationSet:
         counts = np.maximum(counts, 1)
     for k in np.argsort(-(quota - counts), kind="stable")[: max(videos - counts.sum(), 0)]:
         counts[k] += 1
-    chosen = [vid for ids, n in zip(by_subset.values(), counts, strict=True) for vid in ids[:n]]
+    chosen = [
+        vid
+        for ids, n in zip(by_subset.values(), counts, strict=True)
+        for vid in _coverage_order(ids, annotations)[:n]
+    ]
     return AnnotationSet(
         {vid: annotations.videos[vid] for vid in sorted(chosen)},
         annotations.class_names,
@@ -338,8 +362,8 @@ def generate_synthetic(
     Args:
         out_dir: created if needed; existing files of the same names are overwritten.
         like: timing source (see :func:`resolve_like`); None draws THUMOS14-like timings.
-        videos: keep this many videos (the first ids of each subset, subsets in proportion);
-            None keeps all (without ``like``: 200).
+        videos: keep this many videos (subsets in proportion, each covering as many classes as it
+            can, see :func:`_select`); None keeps all (without ``like``: 200).
         dim: feature width D.
         seed: the benchmark is a pure function of (timings, dim, seed, params, spec).
         params: difficulty knobs, :class:`SynthParams` defaults when None.

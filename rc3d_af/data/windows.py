@@ -12,7 +12,8 @@ Two styles, both in feature-index units (see :class:`rc3d_af.data.features.Featu
 
 Window position ``p`` (continuous) is video feature index ``start_index + p * scale``
 (:meth:`Window.to_video_index`); ``scale`` is 1 for sliding windows. Ground-truth segments are
-converted from seconds with the video's own fps, clipped to ``[0, window_size]``, and a segment
+converted from seconds with the video's own fps (after clipping to the video's duration; an
+instance wholly outside the video is left out), clipped to ``[0, window_size]``, and a segment
 belongs to a window only if more than ``min_gt_coverage`` of its length lies inside the window
 (the reference's rule, 0.9). Training windows without such a segment are dropped; training ground
 truths that end up in no window are counted and reported in a logged warning.
@@ -77,7 +78,11 @@ def _video_gt(
         )
     seconds = np.array([(inst.start, inst.end) for inst in video.instances], dtype=np.float64)
     labels = np.array([annotations.class_index(inst.label) for inst in video.instances], dtype=np.int64)
-    return spec.seconds_to_index(seconds, video.fps), labels
+    # Ground truth is clipped to the video; an instance wholly outside it holds none of its frames
+    # (rc3d_af.data.checks stops on those unless data.segments_beyond is "keep").
+    inside = (seconds[:, 0] <= video.duration) & (seconds[:, 1] >= 0)
+    seconds = np.clip(seconds[inside], 0.0, video.duration)
+    return spec.seconds_to_index(seconds, video.fps), labels[inside]
 
 
 def _assign_gt(

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from rc3d_af.config import Config, apply_overrides, config_from_dict, config_to_dict, load_config
+from rc3d_af.engine.state_dicts import describe_mismatch
 from rc3d_af.errors import InputError
 from rc3d_af.models import build_model
 
@@ -145,6 +146,6 @@ def model_from_checkpoint(state: dict[str, Any], cfg: Config, device: torch.devi
     except RuntimeError as exc:
         raise InputError(
             f"the checkpoint's weights do not fit the model of its config (an architecture setting was "
-            f"overridden?): {str(exc).splitlines()[0]}"
+            f"overridden?): {describe_mismatch(model.state_dict(), state['model'])}"
         ) from exc
     return model.to(device).eval()

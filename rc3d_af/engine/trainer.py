@@ -4,7 +4,9 @@ exact resume and periodic evaluation with the best checkpoint kept.
 A run directory holds::
 
     config.yaml    the resolved config (what was actually run)
-    train.log      one line per epoch (loss terms, lr, throughput) and per evaluation
+    train.log      one line per epoch (loss terms, lr, throughput), per evaluation and every
+                   ``train.log_every`` steps
+    metrics.jsonl  one JSON line per epoch (engine/run_dir.py; TensorBoard too with train.tensorboard)
     last.pt        written atomically after every epoch; ``resume=True`` continues from it
     best.pt        the checkpoint with the best mAP at ``test.select_tiou`` (when evaluating)
 
@@ -34,20 +36,24 @@ from rc3d_af.data.dataset import WindowDataset, collate_windows
 from rc3d_af.engine.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from rc3d_af.engine.datasets import check_declared_shape, load_data, make_dataset
 from rc3d_af.engine.inference import autocast, evaluate_results, infer_split
+from rc3d_af.engine.run_dir import RunLog, format_losses, on_console
 from rc3d_af.errors import InputError
 from rc3d_af.models import build_model, describe_model
 
 __all__ = ["Trainer", "resolve_device", "seed_everything"]
 
+# What a resumed run may change (none of them changes the training itself).
+RESUMABLE_CHANGES = ("epochs", "eval_every", "log_every", "tensorboard")
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; an explicit CUDA device must exist."""
+def resolve_device(name: str, source: str = "train.device") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; an explicit CUDA device must exist. ``source``
+    names where ``name`` came from in the error (``--device`` when given on the command line)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"train.device: {name!r} requested but CUDA is not available")
+        raise InputError(f"{source}: {name!r} requested but CUDA is not available on this machine")
     return device
 
 
@@ -104,11 +110,16 @@ class Trainer:
     ) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
+        self.device = resolve_device(cfg.train.device)
+        # The data is read and checked before anything is written to the run folder.
+        self.annotations, self.store = load_data(cfg.data)
+        self.train_set = make_dataset(
+            cfg.data, self.annotations, self.store, cfg.data.train_subset, training=True
+        )
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.progress = progress
         self._evaluate = evaluate or Trainer.evaluate_test_split
         self.logger = _file_logger(self.run_dir / "train.log")
-        self.device = resolve_device(cfg.train.device)
         self.amp = cfg.train.amp and self.device.type == "cuda"
         if cfg.train.amp and not self.amp:
             self.logger.warning("train.amp is a CUDA option; training in float32 on %s", self.device)
@@ -116,10 +127,6 @@ class Trainer:
             torch.set_num_threads(cfg.train.num_threads)
         seed_everything(cfg.train.seed)
 
-        self.annotations, self.store = load_data(cfg.data)
-        self.train_set = make_dataset(
-            cfg.data, self.annotations, self.store, cfg.data.train_subset, training=True
-        )
         self._test_set: WindowDataset | None = None
         check_declared_shape(cfg.data, len(self.annotations.class_names), self.store.dim)
         self.model = build_model(cfg.model, len(self.annotations.class_names), self.store.dim).to(self.device)
@@ -143,6 +150,16 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         if resume:
             self._resume()
+        unused = [m for m in cfg.train.lr_milestones if m >= cfg.train.epochs]
+        if unused:
+            self.logger.warning(
+                "train.lr_milestones %s: at or after train.epochs = %d, so those lr steps never happen",
+                unused, cfg.train.epochs,
+            )  # fmt: skip
+        self.run_log = RunLog(
+            self.run_dir, self.logger, log_every=cfg.train.log_every, tensorboard=cfg.train.tensorboard,
+            steps_per_epoch=len(self.loader), history=self.history,
+        )  # fmt: skip
         save_config(cfg, self.run_dir / "config.yaml")
 
     def __enter__(self) -> Trainer:
@@ -152,7 +169,8 @@ class Trainer:
         self.close()
 
     def close(self) -> None:
-        """Close the log file (the trainer stays usable for inspection)."""
+        """Close the log file and TensorBoard writer (the trainer stays usable for inspection)."""
+        self.run_log.close()
         for handler in list(self.logger.handlers):
             handler.close()
             self.logger.removeHandler(handler)
@@ -178,6 +196,7 @@ class Trainer:
                 self._log_evaluation(stats.evaluation)
             self.history.append(stats.as_dict())
             self._save_checkpoints(stats)
+            self.run_log.epoch(self.history[-1])
         return self.history
 
     def train_one_epoch(self) -> EpochStats:
@@ -203,7 +222,8 @@ class Trainer:
             batches += 1
             windows += batch["features"].shape[0]
             rate = windows / max(time.perf_counter() - start, 1e-9)
-            bar.set_postfix_str(_format_losses(_loss_terms(losses)) + f" {rate:.0f} win/s")
+            bar.set_postfix_str(format_losses(losses) + f" {rate:.0f} win/s")
+            self.run_log.step(epoch, self.cfg.train.epochs, batches, lr, losses)
         bar.close()
         self.scheduler.step()
         self.epoch = epoch
@@ -214,7 +234,7 @@ class Trainer:
             epoch,
             self.cfg.train.epochs,
             lr,
-            _format_losses(_loss_terms(means)),
+            format_losses(means),
             windows,
             seconds,
             windows / max(seconds, 1e-9),
@@ -232,7 +252,7 @@ class Trainer:
         total = sum(weighted.values())
         if not torch.isfinite(total):
             raise FloatingPointError(
-                f"epoch {self.epoch + 1}: non-finite loss {_format_losses(diagnostics)}; "
+                f"epoch {self.epoch + 1}: non-finite loss {format_losses(diagnostics)}; "
                 "lower train.lr or check the features for extreme values"
             )
         self.optimizer.zero_grad(set_to_none=True)
@@ -332,7 +352,7 @@ def selection_score(cfg: Config, report: dict[str, Any]) -> float:
 
 def _check_resumable(saved: Config, current: Config, path: Path) -> None:
     saved_dict, current_dict = config_to_dict(saved), config_to_dict(current)
-    for key in ("epochs", "eval_every"):
+    for key in RESUMABLE_CHANGES:
         saved_dict["train"].pop(key)
         current_dict["train"].pop(key)
     for section, values in current_dict.items():
@@ -340,18 +360,9 @@ def _check_resumable(saved: Config, current: Config, path: Path) -> None:
             if saved_dict[section][key] != value:
                 raise InputError(
                     f"--resume: {section}.{key} is {value!r} but {path} was trained with "
-                    f"{saved_dict[section][key]!r}; only train.epochs and train.eval_every may change"
+                    f"{saved_dict[section][key]!r}; only train.{', train.'.join(RESUMABLE_CHANGES)} may "
+                    "change"
                 )
-
-
-def _loss_terms(values: dict[str, float]) -> dict[str, float]:
-    """The loss values of a step's report (its counts, named ``num_*``, left out), ``total`` first."""
-    terms = {name: value for name, value in values.items() if not name.startswith("num_")}
-    return {"total": terms.pop("total"), **terms} if "total" in terms else terms
-
-
-def _format_losses(losses: dict[str, float]) -> str:
-    return " ".join(f"{name} {value:.4f}" for name, value in losses.items())
 
 
 def _file_logger(path: Path) -> logging.Logger:
@@ -364,6 +375,7 @@ def _file_logger(path: Path) -> logging.Logger:
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         console = logging.StreamHandler()
         console.setFormatter(logging.Formatter("%(message)s"))
+        console.addFilter(on_console)
         logger.addHandler(file_handler)
         logger.addHandler(console)
     return logger
