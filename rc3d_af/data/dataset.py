@@ -30,14 +30,18 @@ def window_features(store: FeatureStore, window: Window, window_size: int) -> np
             f"window of video '{window.video_id}' (start {window.start_index}, length {window.length}) "
             f"does not fit a video of {total} features and windows of {window_size}"
         )
-    where = window.start_index + np.arange(window.length) * window.scale
-    where = np.minimum(where, total - 1)
-    lower = np.floor(where).astype(np.int64)
-    upper = np.minimum(lower + 1, total - 1)
-    first, stop = int(lower[0]), int(upper[-1]) + 1
-    rows = store.read(window.video_id, first, stop)  # one contiguous read per window
-    weight = (where - lower).astype(np.float32)[:, None]
-    values = rows[lower - first] * (1.0 - weight) + rows[upper - first] * weight
+    if window.scale == 1.0 and window.start_index + window.length <= total:
+        # Sliding windows: exact rows (what the interpolation below gives, without its arithmetic).
+        values = store.read(window.video_id, window.start_index, window.start_index + window.length)
+    else:
+        where = window.start_index + np.arange(window.length) * window.scale
+        where = np.minimum(where, total - 1)
+        lower = np.floor(where).astype(np.int64)
+        upper = np.minimum(lower + 1, total - 1)
+        first, stop = int(lower[0]), int(upper[-1]) + 1
+        rows = store.read(window.video_id, first, stop)  # one contiguous read per window
+        weight = (where - lower).astype(np.float32)[:, None]
+        values = rows[lower - first] * (1.0 - weight) + rows[upper - first] * weight
     if window.length < window_size:
         padding = np.repeat(values[-1:], window_size - window.length, axis=0)
         values = np.concatenate([values, padding], axis=0)
