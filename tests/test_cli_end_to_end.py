@@ -142,16 +142,19 @@ TINY_MODEL = [
 
 def test_demo_writes_metrics_with_baselines(tmp_path: Path, capsys) -> None:
     out = tmp_path / "demo"
-    args = ["demo", "--out", str(out), "--videos", "4", "--dim", "16", "--no-progress", *TINY_MODEL]
-    assert main(args) == 0
+    args = ["demo", "--out", str(out), "--videos", "4", "--dim", "16", "--no-progress", "--models", "a2net"]
+    assert main([*args, *TINY_MODEL]) == 0
     printed = capsys.readouterr().out
     assert "labels shuffled" in printed and "videos shuffled" in printed and "wall time" in printed
-    metrics = json.loads((out / "metrics.json").read_text())
+    assert "A2Net (this run)" in printed
+    metrics = json.loads((out / "a2net" / "metrics.json").read_text())
     assert len(metrics["mAP"]) == 7 and set(metrics["by_duration"]) == {"ES", "S", "M", "L", "EL"}
     assert set(metrics["baselines"]) == {"shuffled_labels", "shuffled_videos"}
     assert all(len(b["mAP"]) == 7 for b in metrics["baselines"].values())
     assert metrics["wall_seconds"]["total"] >= metrics["wall_seconds"]["train"] > 0
-    assert (out / "results.json").is_file() and (out / "duration.png").is_file()
+    assert metrics["cpu_seconds"]["total"] >= metrics["cpu_seconds"]["train"] > 0
+    assert (out / "a2net" / "results.json").is_file() and (out / "a2net" / "duration.png").is_file()
+    assert not (out / "rc3d_af").exists()
     synthetic = json.loads((out / "data" / "synthetic.json").read_text())
     assert synthetic["timings"] == "thumos14" and synthetic["dim"] == 16
     # The benchmark is reused when its settings are unchanged, regenerated otherwise.

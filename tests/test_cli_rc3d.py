@@ -147,3 +147,41 @@ def test_rc3d_ablation_tables_over_two_seeds(workspace: Path, capsys) -> None:
         assert mean == pytest.approx(sum(r["proposals"]["auc"] for r in runs) / 2)
     # The two seeds trained different models (the spread is real, not a copy).
     assert document["per_seed"]["rc3d_af"][0]["mAP"] != document["per_seed"]["rc3d_af"][1]["mAP"]
+
+
+def test_demo_trains_both_detectors_in_two_processes(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "demo"
+    tiny = [f"--set=model.{k}={json.dumps(v)}" for k, v in TINY_RC3D.items() if k != "arch"]
+    args = [
+        "demo",
+        "--out",
+        str(out),
+        "--videos",
+        "6",
+        "--dim",
+        "16",
+        "--no-progress",
+        "--models",
+        "rc3d,rc3d_af",
+    ]
+    common = [
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "data.window_size=64",
+        "--set",
+        "data.train_stride=32",
+        "--jobs",
+        "2",
+    ]
+    assert main([*args, *common, *tiny]) == 0
+    printed = capsys.readouterr().out
+    assert "== R-C3D (rc3d) ==" in printed and "== R-C3D + AF (rc3d_af) ==" in printed
+    assert "proposal network, tIoU 0.5..1: AR@50" in printed and "on 2 process(es)" in printed
+    for model in ("rc3d", "rc3d_af"):
+        metrics = json.loads((out / model / "metrics.json").read_text())
+        assert metrics["model"] == model and len(metrics["mAP"]) == 7 and len(metrics["proposals"]["ar"]) == 5
+        assert (out / model / "proposals.json").is_file() and (out / model / "ar_an.png").is_file()
+        state = load_checkpoint(out / model / "train" / "last.pt")
+        assert state["config"]["model"]["arch"] == model
+        assert state["config"]["model"]["backbone"]["channels"] == 16
