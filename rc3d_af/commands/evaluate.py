@@ -47,6 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "ranks as the official ActivityNet evaluators, with numpy's default argsort, whose "
                         "tie order depends on the numpy version and the CPU; stable keeps ties in file "
                         "order, the same on every machine. The kit protocol has one deterministic order")
+    parser.add_argument("--nms-schedule", choices=("none", "rc3d"), default="none",
+                        help="rc3d: before scoring each tIoU t, per-class NMS at t - 0.1 on every video "
+                        "(R-C3D's THUMOS14 script; its numbers are not comparable with the default single "
+                        "set of detections)")
     parser.add_argument("--proposals", action="store_true",
                         help="evaluate class-agnostic proposals (labels are ignored)")
     parser.add_argument("--an", default="50,100,200,500,1000",
@@ -64,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from rc3d_af.errors import InputError
     from rc3d_af.evaluation.detection import evaluate_detections
     from rc3d_af.evaluation.duration import DEFAULT_BUCKETS, parse_buckets
+    from rc3d_af.evaluation.nms_schedule import evaluate_with_nms_schedule
     from rc3d_af.evaluation.plots import plot_report
     from rc3d_af.evaluation.proposals import evaluate_proposals
     from rc3d_af.evaluation.report import format_report, report_warnings, write_json
@@ -93,8 +98,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         thresholds = parse_thresholds(args.tiou) if args.tiou else (
             THUMOS14_TIOU if thumos_like else ACTIVITYNET_TIOU)
-        report = evaluate_detections(
-            ground_truth, results, args.subset, thresholds, args.protocol, args.by_duration,
+        evaluate = evaluate_detections if args.nms_schedule == "none" else evaluate_with_nms_schedule
+        report = evaluate(
+            ground_truth, results, args.subset, thresholds,
+            protocol=args.protocol, by_duration=args.by_duration,
             buckets=parse_buckets(args.buckets) if args.buckets else DEFAULT_BUCKETS,
             duration_rule=args.duration_rule,
             unknown_videos=args.unknown_videos, clip_to_duration=args.clip_to_duration,
