@@ -20,7 +20,7 @@ from rc3d_af.errors import InputError
 from rc3d_af.models import anchor_based, anchor_free, losses, postprocess, targets
 from rc3d_af.models.backbone import HierarchicalFeatures
 from rc3d_af.models.config import ModelConfig
-from rc3d_af.models.layers.ground_truth import check_batch
+from rc3d_af.models.layers.ground_truth import check_batch, check_features
 
 
 class A2Net(nn.Module):
@@ -82,7 +82,7 @@ class A2Net(nn.Module):
         """``features [B, D, T]`` -> raw head outputs and the window geometry (see ARCHITECTURE.md):
         ``af_cls [B, Np, C+1]``, ``af_reg [B, Np, 2]``, ``points [Np, 2]``, ``ab_cls [B, Na, C+1]``,
         ``ab_overlap [B, Na]``, ``ab_reg [B, Na, 2]``, ``anchors [Na, 2]``, ``window_size`` (0-dim)."""
-        self._check_features(features)
+        check_features(features, self.in_channels, self.cfg.window_multiple, "2**num_levels")
         window_size = features.size(2)
         pyramid = self.backbone(features)
         lengths = self.level_lengths(window_size)
@@ -195,18 +195,3 @@ class A2Net(nn.Module):
             postprocess.WindowDetections(d.segments, d.scores, torch.zeros_like(d.labels))
             for d in self.predict(outputs)
         ]
-
-    def _check_features(self, features: torch.Tensor) -> None:
-        if not isinstance(features, torch.Tensor) or features.dim() != 3:
-            shape = list(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
-            raise InputError(f"features: expected a tensor [B, D, T], got {shape}")
-        if features.size(1) != self.in_channels:
-            raise InputError(
-                f"features: expected D = {self.in_channels} channels (the model's in_channels), "
-                f"got {features.size(1)}"
-            )
-        if features.size(2) == 0 or features.size(2) % self.cfg.window_multiple:
-            raise InputError(
-                f"features: window length T = {features.size(2)} must be a positive multiple of "
-                f"2**num_levels = {self.cfg.window_multiple}"
-            )

@@ -1,4 +1,5 @@
-"""Ground truth of a batch of windows: validation, padding to one tensor, and coverage counts.
+"""A batch's inputs: the features' shape, and the ground truth (validation, padding to one tensor,
+coverage counts).
 
 Ground truths are in window positions; class ids are 0..C-1 (detectors use 1..C for the actions and 0
 for background in their targets).
@@ -11,6 +12,24 @@ from collections.abc import Sequence
 import torch
 
 from rc3d_af.errors import InputError
+
+
+def check_features(features: object, in_channels: int, multiple: int, rule: str) -> int:
+    """``features [B, D, T]`` with ``D == in_channels`` and ``T`` a positive multiple of ``multiple``
+    (``rule`` says where it comes from); returns ``T``."""
+    if not isinstance(features, torch.Tensor) or features.dim() != 3:
+        shape = list(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
+        raise InputError(f"features: expected a tensor [B, D, T], got {shape}")
+    if features.size(1) != in_channels:
+        raise InputError(
+            f"features: expected D = {in_channels} channels (the model's in_channels), got {features.size(1)}"
+        )
+    if features.size(2) == 0 or features.size(2) % multiple:
+        raise InputError(
+            f"features: window length T = {features.size(2)} must be a positive multiple of "
+            f"{rule} = {multiple}"
+        )
+    return features.size(2)
 
 
 def check_ground_truth(

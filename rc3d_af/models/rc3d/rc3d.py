@@ -19,7 +19,7 @@ from torch import nn
 
 from rc3d_af.errors import InputError
 from rc3d_af.models.backbone import BaseConv
-from rc3d_af.models.layers.ground_truth import check_batch, pad_ground_truth
+from rc3d_af.models.layers.ground_truth import check_batch, check_features, pad_ground_truth
 from rc3d_af.models.postprocess import WindowDetections
 from rc3d_af.models.rc3d.config import RC3DConfig
 from rc3d_af.models.rc3d.proposal_network import (
@@ -142,18 +142,5 @@ class RC3D(nn.Module):
         }
 
     def _check_features(self, features: torch.Tensor) -> int:
-        if not isinstance(features, torch.Tensor) or features.dim() != 3:
-            shape = list(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
-            raise InputError(f"features: expected a tensor [B, D, T], got {shape}")
-        if features.size(1) != self.in_channels:
-            raise InputError(
-                f"features: expected D = {self.in_channels} channels (the model's in_channels), "
-                f"got {features.size(1)}"
-            )
-        multiple = self.cfg.window_multiple
-        if features.size(2) == 0 or features.size(2) % multiple:
-            raise InputError(
-                f"features: window length T = {features.size(2)} must be a positive multiple of {multiple} "
-                "(model.backbone.stride x 2**(model.af.num_levels - 1))"
-            )
-        return features.size(2)
+        rule = "model.backbone.stride x 2**(model.af.num_levels - 1)"
+        return check_features(features, self.in_channels, self.cfg.window_multiple, rule)
