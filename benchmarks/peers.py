@@ -74,6 +74,7 @@ from typing import Any
 
 import numpy as np
 
+from rc3d_af.commands.ablation import _cell  # the one mean +- std cell format (percent by default)
 from rc3d_af.data.annotations import AnnotationSet
 from rc3d_af.errors import InputError
 from rc3d_af.evaluation import Results
@@ -335,15 +336,6 @@ def aggregate(runs: Iterable[dict[str, Any]]) -> dict[str, dict[str, dict[str, A
     return summary
 
 
-def _pm(stats: dict[str, Any], index: int | None = None, scale: float = 1.0, digits: int = 1) -> str:
-    mean, std = stats["mean"], stats["std"]
-    if index is not None:
-        mean, std = mean[index], std[index]
-    if mean is None:
-        return "-"
-    return f"{scale * mean:.{digits}f}+-{scale * std:.{digits}f}"
-
-
 def format_table(summary: dict[str, dict[str, dict[str, Any]]], tious: Sequence[float]) -> str:
     """Side by side per model and budget: mAP (%) at each tIoU and their average, parameters (M),
     epochs, training CPU-s and wall s, inference s (whole test split); mean +- std over seeds."""
@@ -357,11 +349,11 @@ def format_table(summary: dict[str, dict[str, dict[str, Any]]], tious: Sequence[
             lines.append(
                 f"{ROW_NAMES.get(row, row):<22}{budget + 'x':>7}{len(cell['seeds']):>6}"
                 f"{cell['parameters']['mean'] / 1e6:>9.3f}{cell['epochs']['mean']:>8.0f}"
-                f"{_pm(cell['train_cpu_seconds'], digits=0):>15}"
-                f"{_pm(cell['train_wall_seconds'], digits=0):>15}"
-                f"{_pm(cell['inference_seconds']):>12}"
-                + "".join(f"{_pm(cell['mAP'], i, 100):>12}" for i in range(len(tious)))
-                + f"{_pm(cell['average_mAP'], None, 100):>12}"
+                f"{_cell(cell['train_cpu_seconds'], scale=1.0):>15}"
+                f"{_cell(cell['train_wall_seconds'], scale=1.0):>15}"
+                f"{_cell(cell['inference_seconds'], scale=1.0):>12}"
+                + "".join(f"{_cell(cell['mAP'], i):>12}" for i in range(len(tious)))
+                + f"{_cell(cell['average_mAP']):>12}"
             )
     return "\n".join(lines)
 
@@ -460,78 +452,59 @@ def measured(command: Sequence[str], log: Path, env: dict[str, str] | None = Non
     return {"cpu_seconds": round(cpu, 2), "wall_seconds": round(wall, 2)}
 
 
-class Benchmark:
-    """The runs of one benchmark folder, recorded in ``peers.json`` as they finish."""
+def generate_data(args: argparse.Namespace) -> Path:
+    """The demo's benchmark (its generator and settings) in ``--data`` (default ``<out>/data``);
+    ``--quick``: the same generator on :func:`quick_timings` of the THUMOS14 timings. Returns
+    its annotations path."""
+    from rc3d_af.commands.demo import DEMO_SCENE, DEMO_SIGNAL, _benchmark
+    from rc3d_af.data.synthetic import SynthParams, generate_synthetic, resolve_like
 
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
-        self.out: Path = args.out.resolve()
-        self.state_path = self.out / "peers.json"
-        self.annotation_path = self._data()
+    params = SynthParams(signal=DEMO_SIGNAL, scene=DEMO_SCENE)
+    data_dir = (args.data or args.out / "data").resolve()
+    if not args.quick:
+        return _benchmark(data_dir, args.dim, args.data_seed, None, params)
+    if (data_dir / "annotations.json").is_file():
+        return data_dir / "annotations.json"
+    timings = quick_timings(resolve_like("thumos14"), ("validation", "test"))
+    return generate_synthetic(data_dir, like=timings, dim=args.dim, seed=args.data_seed, params=params)
+
+
+def check_actionformer(python: str | None) -> dict[str, Any]:
+    """Version of the package in ActionFormer's environment and whether its compiled NMS loads."""
+    if python is None:
+        raise InputError("--af-python: the interpreter of ActionFormer's environment is needed (see --help)")
+    probe = (
+        "import json, torch, actionformer\n"
+        "try:\n    import nms_1d_cpu; nms = 'compiled nms_1d_cpu'\n"
+        "except ImportError as e:\n    nms = f'python fallback ({e})'\n"
+        "print(json.dumps({'version': actionformer.__version__, 'torch': torch.__version__, 'nms': nms}))"
+    )
+    done = subprocess.run([python, "-c", probe], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise InputError(f"--af-python {python}: cannot import actionformer:\n{done.stderr[-800:]}")
+    info = json.loads(done.stdout.strip().splitlines()[-1])
+    if info["version"] != ACTIONFORMER_VERSION:
+        raise InputError(f"--af-python: actionformer {info['version']}, expected {ACTIONFORMER_VERSION}")
+    return info
+
+
+class Runner:
+    """Trains and scores one model at one budget and seed; runs in a worker process of its own, so
+    that ``getrusage(RUSAGE_CHILDREN)`` there sees only that run's training subprocess."""
+
+    def __init__(self, args: argparse.Namespace, annotation_path: Path) -> None:
         from rc3d_af.config import load_config
         from rc3d_af.data.annotations import load_annotations
 
-        self.annotations = load_annotations(self.annotation_path)
-
+        self.args = args
+        self.out: Path = args.out.resolve()
+        self.annotations = load_annotations(annotation_path)
         self.data_overrides = [
-            f"data.annotations={self.annotation_path}",
-            f"data.features={self.annotation_path.parent / 'features'}",
+            f"data.annotations={annotation_path}",
+            f"data.features={annotation_path.parent / 'features'}",
         ]
-        self.eval_cfg = load_config(ROOT / OURS["a2net"][0], self.data_overrides)
-        settings = {
-            "quick": args.quick,
-            "dim": args.dim,
-            "data_seed": args.data_seed,
-            "af_width": args.af_width,
-            "af_threads": args.af_threads,
-            "af_epochs": args.af_epochs,
-            "annotations": str(self.annotation_path),
-        }
-        self.state = json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
-        if self.state and self.state["settings"] != settings:
-            raise InputError(
-                f"{self.state_path}: recorded with other settings ({self.state['settings']}); "
-                f"use another --out for {settings}"
-            )
-        self.state.setdefault("settings", settings)
-        self.state.setdefault("runs", [])
-
-    # -- data ------------------------------------------------------------------------------------
-
-    def _data(self) -> Path:
-        """The demo's benchmark (its generator and settings); ``--quick``: the same generator on
-        :func:`quick_timings` of the THUMOS14 timings."""
-        from rc3d_af.commands.demo import DEMO_SCENE, DEMO_SIGNAL, _benchmark
-        from rc3d_af.data.synthetic import SynthParams, generate_synthetic, resolve_like
-
-        params = SynthParams(signal=DEMO_SIGNAL, scene=DEMO_SCENE)
-        data_dir = (self.args.data or self.out / "data").resolve()
-        if not self.args.quick:
-            return _benchmark(data_dir, self.args.dim, self.args.data_seed, None, params)
-        if (data_dir / "annotations.json").is_file():
-            return data_dir / "annotations.json"
-        timings = quick_timings(resolve_like("thumos14"), ("validation", "test"))
-        return generate_synthetic(
-            data_dir, like=timings, dim=self.args.dim, seed=self.args.data_seed, params=params
-        )
-
-    # -- bookkeeping -----------------------------------------------------------------------------
-
-    def done(self, model: str, budget: int, seed: int) -> dict[str, Any] | None:
-        return next(
-            (r for r in self.state["runs"] if (r["model"], r["budget"], r["seed"]) == (model, budget, seed)),
-            None,
-        )
-
-    def record(self, key: str, value: Any) -> None:
-        if key == "runs":
-            self.state["runs"].append(value)
-        else:
-            self.state[key] = value
-        self.out.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.state, indent=1) + "\n")
-        os.replace(tmp, self.state_path)
+        self.eval_cfg = load_config(ROOT / OURS["a2net"][0], self.data_overrides)  # its test section
+        self.af_json = self.out / "actionformer" / "annotations.json"
 
     def run_dir(self, *parts: str) -> Path:
         """An empty ``<out>/runs/<parts>`` (an unfinished run there restarts from scratch)."""
@@ -546,10 +519,8 @@ class Benchmark:
 
         config, extra = OURS[model]
         base = load_config(ROOT / config, [*self.data_overrides, *extra])
-        epochs, milestones = (
-            (QUICK_EPOCHS, []) if self.args.quick else (base.train.epochs, base.train.lr_milestones)
-        )
-        epochs, milestones = scaled_schedule(epochs, milestones, budget)
+        recipe = (QUICK_EPOCHS, []) if self.args.quick else (base.train.epochs, base.train.lr_milestones)
+        epochs, milestones = scaled_schedule(*recipe, budget)
         overrides = [
             *self.data_overrides,
             *extra,
@@ -557,16 +528,8 @@ class Benchmark:
             f"train.seed={seed}",
         ]
         run_dir = self.run_dir(model, f"budget{budget}", f"seed{seed}")
-        command = [
-            sys.executable,
-            "-m",
-            "rc3d_af",
-            "train",
-            str(ROOT / config),
-            "--out",
-            str(run_dir),
-            "--no-progress",
-        ] + [arg for o in overrides for arg in ("--set", o)]
+        command = [sys.executable, "-m", "rc3d_af", "train", str(ROOT / config), "--out", str(run_dir)]
+        command += ["--no-progress", *(arg for o in overrides for arg in ("--set", o))]
         train = measured(command, run_dir / "train.stdout")
         parameters, score = self._score_ours(run_dir / "last.pt")
         return {
@@ -602,48 +565,24 @@ class Benchmark:
 
     # -- ActionFormer ----------------------------------------------------------------------------
 
-    def check_actionformer(self) -> dict[str, Any]:
-        """Version of the package in ``--af-python`` and whether its compiled NMS loads."""
-        if self.args.af_python is None:
-            raise InputError(
-                "--af-python: the interpreter of ActionFormer's environment is needed (see --help)"
-            )
-        probe = (
-            "import json, torch, actionformer\n"
-            "try:\n    import nms_1d_cpu; nms = 'compiled nms_1d_cpu'\n"
-            "except ImportError as e:\n    nms = f'python fallback ({e})'\n"
-            "print(json.dumps({'version': actionformer.__version__, 'torch': torch.__version__, 'nms': nms}))"
-        )
-        done = subprocess.run([self.args.af_python, "-c", probe], capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise InputError(
-                f"--af-python {self.args.af_python}: cannot import actionformer:\n{done.stderr[-800:]}"
-            )
-        info = json.loads(done.stdout.strip().splitlines()[-1])
-        if info["version"] != ACTIONFORMER_VERSION:
-            raise InputError(f"--af-python: actionformer {info['version']}, expected {ACTIONFORMER_VERSION}")
-        return info
-
-    def _af_annotations(self) -> Path:
-        """Our annotations converted for ActionFormer, in ``<out>/actionformer/annotations.json``."""
-        path = self.out / "actionformer" / "annotations.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def write_af_annotations(self) -> None:
+        """Our annotations converted for ActionFormer (once, before any of its runs)."""
         document = actionformer_annotations(self.annotations, self.eval_cfg.data.train_subset)
-        path.write_text(json.dumps(document) + "\n")
-        return path
+        self.af_json.parent.mkdir(parents=True, exist_ok=True)
+        self.af_json.write_text(json.dumps(document) + "\n")
 
-    def _af_config(self, json_file: Path, total_epochs: int, seed: int, run_dir: Path) -> Path:
+    def _af_train(self, total_epochs: int, seed: int, run_dir: Path) -> tuple[Path, dict[str, Any]]:
+        """Train ActionFormer in its environment; its config path and the training's numbers."""
         import yaml
 
         from rc3d_af.data.features import load_features
 
         data = self.eval_cfg.data
-        first = next(iter(self.annotations.videos))
         config = actionformer_config(
-            json_file=json_file,
+            json_file=self.af_json,
             feature_dir=Path(data.features),
             num_classes=len(self.annotations.class_names),
-            input_dim=load_features(data.features, first).shape[1],
+            input_dim=load_features(data.features, next(iter(self.annotations.videos))).shape[1],
             width=self.args.af_width,
             total_epochs=total_epochs,
             seed=seed,
@@ -652,80 +591,29 @@ class Benchmark:
             spec=data.feature_spec,
         )
         run_dir.mkdir(parents=True, exist_ok=True)
-        path = run_dir / "actionformer.yaml"
-        path.write_text(yaml.safe_dump(config, sort_keys=False))
-        return path
+        config_path = run_dir / "actionformer.yaml"
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        command = [self.args.af_python, str(DRIVER), "train", str(config_path), "--out", str(run_dir)]
+        train = measured([*command, "--threads", str(self.args.af_threads)], run_dir / "train.stdout")
+        return config_path, {**train, **json.loads((run_dir / "train.json").read_text())}
 
-    def _af_train(self, json_file: Path, total_epochs: int, seed: int, run_dir: Path) -> tuple[Path, dict]:
-        config = self._af_config(json_file, total_epochs, seed, run_dir)
-        command = [
-            self.args.af_python,
-            str(DRIVER),
-            "train",
-            str(config),
-            "--out",
-            str(run_dir),
-            "--threads",
-            str(self.args.af_threads),
-        ]
-        train = measured(command, run_dir / "train.stdout")
-        return config, {**train, **json.loads((run_dir / "train.json").read_text())}
+    def calibrate(self) -> dict[str, Any]:
+        """One ActionFormer epoch (seed 0), timed."""
+        _, train = self._af_train(1, 0, self.run_dir("actionformer", "calibration"))
+        return {"cpu_seconds": train["cpu_seconds"], "wall_seconds": train["wall_seconds"]}
 
-    def one_x_epochs(self, json_file: Path) -> int:
-        """ActionFormer's 1x epochs: ``--af-epochs``, or calibrated against A2Net's 1x CPU-seconds."""
-        if self.args.af_epochs is not None:
-            return self.args.af_epochs
-        if "calibration" not in self.state:
-            a2net = [
-                r["train"]["cpu_seconds"]
-                for r in self.state["runs"]
-                if (r["model"], r["budget"]) == ("a2net", 1)
-            ]
-            if not a2net:
-                raise InputError(
-                    "ActionFormer's 1x budget is calibrated on A2Net's 1x runs: include a2net and budget 1 "
-                    "in --models/--budgets, or give --af-epochs"
-                )
-            run_dir = self.run_dir("actionformer", "calibration")
-            _, train = self._af_train(json_file, 1, 0, run_dir)
-            a2net_cpu = float(np.mean(a2net))
-            self.record(
-                "calibration",
-                {
-                    "a2net_1x_cpu_seconds": round(a2net_cpu, 2),
-                    "a2net_runs": len(a2net),
-                    "actionformer_epoch_cpu_seconds": train["cpu_seconds"],
-                    "actionformer_epoch_wall_seconds": train["wall_seconds"],
-                    "actionformer_1x_epochs": actionformer_one_x(a2net_cpu, train["cpu_seconds"]),
-                },
-            )
-        return self.state["calibration"]["actionformer_1x_epochs"]
-
-    def run_actionformer(self, budget: int, seed: int) -> dict[str, Any]:
+    def run_actionformer(self, budget: int, seed: int, one_x: int) -> dict[str, Any]:
         from rc3d_af.engine.inference import evaluate_results
 
-        json_file = self._af_annotations()
-        total = budget * self.one_x_epochs(json_file)
+        total = budget * one_x
         run_dir = self.run_dir("actionformer", f"budget{budget}", f"seed{seed}")
-        config, train = self._af_train(json_file, total, seed, run_dir)
+        config, train = self._af_train(total, seed, run_dir)
         scores = {}
         for weights in ("raw", "ema"):
             out = run_dir / f"detections_{weights}.json"
-            command = [
-                self.args.af_python,
-                str(DRIVER),
-                "infer",
-                str(config),
-                "--checkpoint",
-                str(run_dir / "final.pt"),
-                "--weights",
-                weights,
-                "--out",
-                str(out),
-                "--threads",
-                str(self.args.af_threads),
-            ]
-            measured(command, run_dir / f"infer_{weights}.stdout")
+            command = [self.args.af_python, str(DRIVER), "infer", str(config), "--out", str(out)]
+            command += ["--checkpoint", str(run_dir / "final.pt"), "--weights", weights]
+            measured([*command, "--threads", str(self.args.af_threads)], run_dir / f"infer_{weights}.stdout")
             document = json.loads(out.read_text())
             results = results_from_actionformer(document, self.annotations.class_names)
             report = evaluate_results(self.eval_cfg, self.annotations, results)
@@ -749,42 +637,183 @@ class Benchmark:
             "scores": scores,
         }
 
-    # -- all -------------------------------------------------------------------------------------
 
-    def run(self, models: Sequence[str], budgets: Sequence[int], seeds: Sequence[int]) -> dict[str, Any]:
-        if "actionformer" in models:
-            self.record("actionformer_environment", self.check_actionformer())
-        ordered = [m for m in models if m != "actionformer"] + [m for m in models if m == "actionformer"]
-        for budget in sorted(budgets):
-            for model in ordered:
-                for seed in seeds:
-                    if self.done(model, budget, seed):
-                        print(f"{model} {budget}x seed {seed}: done before, reused", flush=True)
-                        continue
-                    print(f"{model} {budget}x seed {seed}: training ...", flush=True)
-                    run = (
-                        self.run_actionformer(budget, seed)
-                        if model == "actionformer"
-                        else self.run_ours(model, budget, seed)
-                    )
-                    self.record("runs", run)
-                    i5 = tiou_index(self.eval_cfg.test.tiou_thresholds, 0.5)
-                    print(
-                        f"  {run['train']['cpu_seconds']:.0f} CPU-s, "
-                        f"{run['train']['wall_seconds']:.0f} s wall; "
-                        + ", ".join(
-                            f"{w} mAP@0.5 {100 * s['mAP'][i5]:.1f}" for w, s in run["scores"].items()
-                        ),
-                        flush=True,
-                    )
-        wanted = [
-            r
-            for r in self.state["runs"]
-            if r["model"] in models and r["budget"] in budgets and r["seed"] in seeds
+def _work(args: argparse.Namespace, annotation_path: Path, task: tuple, one_x: int | None) -> dict[str, Any]:
+    """A worker's task: ``("calibration",)`` or ``(model, budget, seed)``."""
+    runner = Runner(args, annotation_path)
+    if task == ("calibration",):
+        return runner.calibrate()
+    model, budget, seed = task
+    if model == "actionformer":
+        return runner.run_actionformer(budget, seed, one_x)
+    return runner.run_ours(model, budget, seed)
+
+
+class Ledger:
+    """``peers.json``: the settings, ActionFormer's environment and calibration, every finished run."""
+
+    def __init__(self, path: Path, settings: dict[str, Any]) -> None:
+        self.path = path
+        self.state = json.loads(path.read_text()) if path.is_file() else {"settings": settings, "runs": []}
+        if self.state["settings"] != settings:
+            raise InputError(
+                f"{path}: recorded with other settings ({self.state['settings']}); "
+                f"use another --out for {settings}"
+            )
+
+    def done(self, model: str, budget: int, seed: int) -> bool:
+        return any((r["model"], r["budget"], r["seed"]) == (model, budget, seed) for r in self.state["runs"])
+
+    def a2net_1x(self) -> list[float]:
+        """Training CPU-seconds of every finished A2Net 1x run."""
+        return [
+            r["train"]["cpu_seconds"] for r in self.state["runs"] if (r["model"], r["budget"]) == ("a2net", 1)
         ]
-        summary = aggregate(wanted)
-        self.record("summary", summary)
-        return summary
+
+    def record(self, key: str, value: Any) -> None:
+        """Set ``key`` (``"runs"``: append a run) and write the file atomically."""
+        if key == "runs":
+            self.state["runs"].append(value)
+        else:
+            self.state[key] = value
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state, indent=1) + "\n")
+        os.replace(tmp, self.path)
+
+
+def plan(models: Sequence[str], budgets: Sequence[int], seeds: Sequence[int]) -> list[tuple[str, int, int]]:
+    """Every ``(model, budget, seed)`` in the order they start: budgets ascending, our detectors
+    before ActionFormer (its budget needs A2Net's 1x runs), A2Net first among ours."""
+    order = sorted(models, key=lambda m: (m == "actionformer", m != "a2net"))
+    return [(m, b, s) for b in sorted(budgets) for m in order for s in seeds]
+
+
+class Scheduler:
+    """Runs the tasks not yet in the ledger in ``jobs`` worker processes, recording each as it ends.
+
+    ActionFormer's runs wait for its 1x epochs: ``--af-epochs``, the ledger's calibration, or a
+    calibration task started once no A2Net 1x run is pending. A failed task is reported and the
+    others go on; dependants of a failed calibration are not started.
+    """
+
+    def __init__(
+        self, args: argparse.Namespace, ledger: Ledger, annotation_path: Path, tious: Sequence[float]
+    ):
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import get_context
+
+        self.args, self.ledger, self.annotation_path, self.tious = args, ledger, annotation_path, tious
+        self.pool = ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn"))
+        self.pending: dict[Any, tuple] = {}
+        self.waiting: list[tuple[str, int, int]] = []  # ActionFormer runs waiting for the 1x epochs
+        self.failures: list[str] = []
+
+    def one_x(self) -> int | None:
+        if self.args.af_epochs is not None:
+            return self.args.af_epochs
+        return self.ledger.state.get("calibration", {}).get("actionformer_1x_epochs")
+
+    def submit(self, task: tuple, one_x: int | None = None) -> None:
+        self.pending[self.pool.submit(_work, self.args, self.annotation_path, task, one_x)] = task
+
+    def release_actionformer(self) -> None:
+        """Start ActionFormer's runs, or its calibration, when what they need is there."""
+        if not self.waiting or ("calibration",) in self.pending.values():
+            return
+        if self.one_x() is not None:
+            for task in self.waiting:
+                self.submit(task, self.one_x())
+            self.waiting.clear()
+        elif not any(t[:2] == ("a2net", 1) for t in self.pending.values()):
+            if self.ledger.a2net_1x():
+                self.submit(("calibration",))
+            else:
+                self.failures += [
+                    f"{t}: no A2Net 1x run to calibrate ActionFormer's budget" for t in self.waiting
+                ]
+                self.waiting.clear()
+
+    def finish(self, task: tuple, result: dict[str, Any]) -> None:
+        if task == ("calibration",):
+            a2net = self.ledger.a2net_1x()
+            mean = float(np.mean(a2net))
+            calibration = {
+                "a2net_1x_cpu_seconds": round(mean, 2),
+                "a2net_runs": len(a2net),
+                "actionformer_epoch_cpu_seconds": result["cpu_seconds"],
+                "actionformer_epoch_wall_seconds": result["wall_seconds"],
+                "actionformer_1x_epochs": actionformer_one_x(mean, result["cpu_seconds"]),
+            }
+            self.ledger.record("calibration", calibration)
+            print(f"ActionFormer calibration: {calibration}", flush=True)
+        else:
+            self.ledger.record("runs", result)
+            print(_run_line(result, self.tious), flush=True)
+
+    def run(self, tasks: Iterable[tuple[str, int, int]]) -> None:
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        with self.pool:
+            for task in tasks:
+                if task[0] == "actionformer":
+                    self.waiting.append(task)
+                else:
+                    self.submit(task)
+            self.release_actionformer()
+            while self.pending:
+                finished, _ = wait(self.pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    task = self.pending.pop(future)
+                    try:
+                        self.finish(task, future.result())
+                    except Exception as exc:  # a failed run must not stop the others
+                        self.failures.append(f"{task}: {exc}")
+                        print(f"{task} failed: {exc}", file=sys.stderr, flush=True)
+                self.release_actionformer()
+        if self.failures:
+            raise InputError("runs failed (finished runs are recorded):\n" + "\n".join(self.failures))
+
+
+def run_all(
+    args: argparse.Namespace,
+    ledger: Ledger,
+    models: Sequence[str],
+    budgets: Sequence[int],
+    seeds: Sequence[int],
+) -> tuple[dict[str, Any], list[float]]:
+    """Every run of the benchmark not yet in the ledger; the summary of those asked for and the tIoUs."""
+    annotation_path = generate_data(args)
+    runner = Runner(args, annotation_path)
+    tious = list(runner.eval_cfg.test.tiou_thresholds)
+    tasks = plan(models, budgets, seeds)
+    for task in (t for t in tasks if ledger.done(*t)):
+        print(f"{task[0]} {task[1]}x seed {task[2]}: done before, reused")
+    todo = [t for t in tasks if not ledger.done(*t)]
+    if any(t[0] == "actionformer" for t in todo):
+        ledger.record("actionformer_environment", check_actionformer(args.af_python))
+        runner.write_af_annotations()
+        calibrated = args.af_epochs is not None or "calibration" in ledger.state
+        if not (calibrated or ledger.a2net_1x() or any(t[:2] == ("a2net", 1) for t in todo)):
+            raise InputError(
+                "ActionFormer's 1x budget is calibrated on A2Net's 1x runs: include a2net and budget 1 "
+                "in --models/--budgets, or give --af-epochs"
+            )
+    Scheduler(args, ledger, annotation_path, tious).run(todo)
+    wanted = set(tasks)
+    summary = aggregate(r for r in ledger.state["runs"] if (r["model"], r["budget"], r["seed"]) in wanted)
+    ledger.record("summary", summary)
+    return summary, tious
+
+
+def _run_line(run: dict[str, Any], tious: Sequence[float]) -> str:
+    i5 = tiou_index(tious, 0.5)
+    scores = ", ".join(f"{w} mAP@0.5 {100 * s['mAP'][i5]:.1f}" for w, s in run["scores"].items())
+    train = run["train"]
+    return (
+        f"{run['model']} {run['budget']}x seed {run['seed']}: {run['epochs']} epochs, "
+        f"{train['cpu_seconds']:.0f} CPU-s, {train['wall_seconds']:.0f} s wall; {scores}"
+    )
 
 
 def _score(report: dict[str, Any], wall: float, cpu: float) -> dict[str, Any]:
@@ -839,6 +868,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--af-epochs", type=int, help="ActionFormer's 1x epochs (default: calibrated on A2Net)"
     )
     parser.add_argument(
+        "--jobs", type=int, default=1, help="runs at once, one process each (default: %(default)s)"
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help=f"check the pipeline: {QUICK_EPOCHS}-epoch recipes on a few videos holding every class",
@@ -853,24 +885,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         seeds = _int_list(args.seeds, "--seeds", 0)
         if args.af_epochs is not None and args.af_epochs < 1:
             raise InputError(f"--af-epochs must be at least 1, got {args.af_epochs}")
-        bench = Benchmark(args)
-        summary = bench.run(models, budgets, seeds)
+        if args.jobs < 1:
+            raise InputError(f"--jobs must be at least 1, got {args.jobs}")
+        args.out = args.out.resolve()
+        settings = {
+            "quick": args.quick,
+            "dim": args.dim,
+            "data_seed": args.data_seed,
+            "af_width": args.af_width,
+            "af_threads": args.af_threads,
+            "af_epochs": args.af_epochs,
+        }
+        ledger = Ledger(args.out / "peers.json", settings)
+        summary, tious = run_all(args, ledger, models, budgets, seeds)
     except InputError as exc:
         print(f"peers: error: {exc}", file=sys.stderr)
         return 2
-    tious = bench.eval_cfg.test.tiou_thresholds
     print()
     print(format_table(summary, tious))
     print(format_ratios(summary, tious))
-    if "calibration" in bench.state:
-        c = bench.state["calibration"]
+    if "calibration" in ledger.state:
+        c = ledger.state["calibration"]
         print(
             f"\nActionFormer 1x = {c['actionformer_1x_epochs']} epochs: one epoch took "
             f"{c['actionformer_epoch_cpu_seconds']:.0f} CPU-s, "
             f"A2Net's 1x {c['a2net_1x_cpu_seconds']:.0f} CPU-s"
         )
     plot_learning_curve(summary, tious, args.out / "learning_curve.png")
-    print(f"runs and summary in {bench.state_path}, curve in {args.out / 'learning_curve.png'}")
+    print(f"runs and summary in {ledger.path}, curve in {args.out / 'learning_curve.png'}")
     return 0
 
 

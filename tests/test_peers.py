@@ -260,8 +260,8 @@ def test_table_shows_every_row_and_number_side_by_side() -> None:
     assert lines[1].split()[-4:] == ["0.1", "0.5", "0.7", "avg"]
     a2net_1x = next(line for line in lines if line.startswith("A2Net") and " 1x " in line)
     cells = a2net_1x.split()
-    assert cells[1:6] == ["1x", "2", "1.500", "12", "205+-7"]  # budget, seeds, params M, epochs, CPU-s
-    assert cells[6:8] == ["410+-14", "5.5+-0.7"]  # wall s, inference s
+    assert cells[1:6] == ["1x", "2", "1.500", "12", "205.0+-7.1"]  # budget, seeds, params M, epochs, CPU-s
+    assert cells[6:8] == ["410.0+-14.1", "5.5+-0.7"]  # wall s, inference s
     assert cells[8:11] == ["35.0+-7.1", "25.0+-7.1", "15.0+-7.1"]
     assert cells[11] == "25.0+-7.1"  # average over the tIoUs
     ema = next(line for line in lines if line.startswith("ActionFormer (EMA)"))
@@ -276,3 +276,12 @@ def test_ratios_compare_with_the_better_actionformer_weights() -> None:
     assert "x2.08 at 0.5" in line and "+12.0 at 0.7" in line
     assert not any(" 4x " in line for line in text.splitlines())  # no ActionFormer run at 4x
     assert peers.format_ratios(peers.aggregate(RUNS[:2]), TIOUS) == ""  # no peer at all
+
+
+def test_plan_starts_a2net_first_and_actionformer_after_our_detectors() -> None:
+    tasks = peers.plan(["actionformer", "rc3d_af", "a2net"], [4, 1], [0, 1])
+    assert tasks[:6] == [
+        ("a2net", 1, 0), ("a2net", 1, 1), ("rc3d_af", 1, 0), ("rc3d_af", 1, 1),
+        ("actionformer", 1, 0), ("actionformer", 1, 1),
+    ]  # fmt: skip
+    assert tasks[6:] == [(m, 4, s) for m in ("a2net", "rc3d_af", "actionformer") for s in (0, 1)]
