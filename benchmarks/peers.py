@@ -23,9 +23,10 @@ Models (``--models``):
 
 Budgets (``--budgets``, multiples of the 1x budget): our models' 1x is their packaged demo
 recipe (its epochs); k x multiplies the epochs and the lr milestones by k. ActionFormer's 1x is
-the number of its epochs whose training CPU-seconds match our A2Net 1x run's (the mean over the
-seeds), measured in the same run: one calibration epoch of ActionFormer is timed, and 1x =
-``max(1, round(A2Net CPU-s / calibration CPU-s))`` (``--af-epochs`` sets it instead). A budget of
+the number of its epochs whose training CPU-seconds match our A2Net 1x runs' (their mean),
+measured in the same benchmark folder: once A2Net's 1x runs are in, one epoch of ActionFormer is
+timed, and 1x = ``max(1, round(A2Net CPU-s / epoch CPU-s))``, recorded once for the folder
+(``--af-epochs`` sets it instead). A budget of
 N ActionFormer epochs keeps the recipe's proportions: ``max(1, round(N / 7))`` warm-up epochs (5
 of 35), the rest cosine.
 
@@ -38,23 +39,41 @@ time is the wall time of the inference loop over the whole test split (model, de
 conversion to seconds), beside its CPU time. Threads: every model trains and infers with 1 torch
 thread (our configs' ``train.num_threads``; ``--af-threads`` for ActionFormer).
 
-Output in ``--out``: ``peers.json`` (settings, the calibration, every run, the summary), the
-table on stdout and ``learning_curve.png`` (mAP@0.5 against training CPU-seconds, one line per
-model, error bars over the seeds). The benchmark is resumable: every finished run is recorded in
-``peers.json`` at once and never redone; an unfinished one restarts from scratch.
+Runs: each in a worker process of its own (``--jobs`` at once, default 1), which starts the
+training subprocess, so that its ``RUSAGE_CHILDREN`` holds that one training; our models' inference
+runs in the worker, ActionFormer's in its driver. With ``--jobs 2`` on 2 cores the runs share the
+machine: wall times grow and CPU-seconds a little (``--quick`` here: A2Net 7.1 against 6.1 CPU-s).
 
-Set-up of ActionFormer's environment (outside the repository; it builds its 1-D NMS extension
-``nms_1d_cpu`` against the CPU torch, and needs h5py, which it does not declare)::
+Output in ``--out``: ``peers.json`` (settings, ActionFormer's environment and calibration, every
+run, the summary), the table on stdout (mean +- std over seeds; then, per budget, each of our
+detectors against the better ActionFormer weights: mAP@0.5 ratio and mAP@0.7 difference) and
+``learning_curve.png`` (mAP@0.5 against training CPU-seconds, one line per model, error bars over
+the seeds). Resumable: every finished run is recorded in ``peers.json`` at once and never redone;
+an unfinished one restarts from scratch; a folder recorded with other settings is refused.
 
-    python3 -m venv /work/scratch/peers/venv
-    /work/scratch/peers/venv/bin/pip install torch==2.13.0 setuptools wheel ninja numpy h5py
-    /work/scratch/peers/venv/bin/pip install --no-build-isolation actionformer==1.5.0 torchvision==0.28.0
+``--quick`` checks the pipeline in a few minutes: every recipe at 1 epoch, on the demo's generator
+fed with the first video of each class in each subset (18 training and 19 test videos: ActionFormer's
+loader needs every class among its instances), ActionFormer's calibration included.
+
+Measured on the 2-core development machine (shared, so wall times are long): A2Net 1x (12 epochs)
+208 CPU-s, mAP@0.5 25.9; ActionFormer at width 128 has 1,685,020 parameters and one epoch (100
+iterations of batch 2) costs 87 CPU-s with 1 thread, start-up included, so its 1x is 2 epochs.
+
+Set-up of ActionFormer's environment (outside the repository). It compiles its 1-D NMS extension
+``nms_1d_cpu`` (C++, OpenMP) against the installed torch at install time, hence
+``--no-build-isolation`` after torch; it imports h5py without declaring it; it declares torchvision
+without importing it, and an unpinned torchvision would replace the CPU torch 2.13 by a newer CUDA
+build, so it is pinned to torch 2.13's 0.28.0::
+
+    python3 -m venv $AF_VENV
+    $AF_VENV/bin/pip install torch==2.13.0 setuptools wheel ninja numpy h5py
+    $AF_VENV/bin/pip install --no-build-isolation actionformer==1.5.0 torchvision==0.28.0
 
 Usage::
 
-    python benchmarks/peers.py --af-python /work/scratch/peers/venv/bin/python \\
-        [--models actionformer,a2net,rc3d,rc3d_af] [--budgets 1,4,8] [--seeds 0,1] [--out runs/peers]
-    python benchmarks/peers.py --quick ...   # 1-epoch recipes on a few videos: checks the pipeline
+    python benchmarks/peers.py --af-python $AF_VENV/bin/python [--models actionformer,a2net,rc3d,rc3d_af]
+        [--budgets 1,4,8] [--seeds 0,1] [--jobs 1] [--out runs/peers] [--data runs/demo/data]
+    python benchmarks/peers.py --quick --af-python $AF_VENV/bin/python --seeds 0 --budgets 1
 """
 
 from __future__ import annotations
@@ -420,7 +439,7 @@ def plot_learning_curve(
                 fontsize=7,
             )
     ax.set_xscale("log")
-    ax.set_xlabel("training CPU-seconds (1 thread)")
+    ax.set_xlabel("training CPU-seconds")
     ax.set_ylabel("mAP@0.5 (%)")
     ax.set_title("synthetic THUMOS14-timed benchmark (D=64): mAP@0.5 per training budget", fontsize=9)
     ax.grid(True, alpha=0.3)

@@ -3,9 +3,11 @@
 ``benchmarks/peers.py`` starts this script with the interpreter of a separate virtual environment
 that holds the PyPI package ``actionformer==1.5.0`` and a CPU torch; the product never imports
 ActionFormer. Everything here is ActionFormer's own code, called as its ``actionformer-train``
-and ``actionformer-eval`` commands call it, with three differences that a CPU-only run needs:
+and ``actionformer-eval`` commands call it, with the differences that a CPU-only run needs:
 
 * ``torch.cuda.synchronize`` (called by its loops to time their log lines) is a no-op without CUDA;
+* the model is not wrapped in ``nn.DataParallel`` (which does nothing without CUDA devices);
+* no TensorBoard writer;
 * checkpoints are loaded onto the CPU and with ``weights_only=True`` (its CLI maps them to CUDA);
 * inference keeps the raw (final) weights or the EMA weights as asked (its CLI always takes EMA),
   and writes JSON (seconds, class ids, scores) instead of its pickle.
