@@ -4,7 +4,10 @@ Runs the demo's models (``rc3d_af.commands.demo.run_model``: the packaged synthe
 demo's benchmark) once per training seed and prints, per model, mAP at tIoU 0.1..0.7 for every
 seed, then the mean, the sample standard deviation and the spread (max - min) of mAP@0.5, beside
 the shuffled-label chance level, and the CPU-seconds of training. A finished seed (its
-``metrics.json`` present) is read back, not retrained, unless ``--force``.
+``metrics.json`` present) is read back, not retrained, unless ``--force``. Seed ``k`` of a model trains
+in ``<out>/<model>/seed<k>`` (checkpoints and results together), the layout of ``rc3d-af ablation``:
+an ablation given the same ``--out`` and data paths reuses these runs for its A2Net and R-C3D + AF
+rows (``data`` holds the benchmark: ``--set data.annotations=<out>/data/annotations.json``).
 
 Usage::
 
@@ -39,7 +42,7 @@ def runs(args: argparse.Namespace) -> dict[str, dict[int, dict[str, Any]]]:
     tasks, done = [], {}
     for seed in args.seeds:
         for model in args.models:
-            out = args.out / f"seed{seed}" / model
+            out = args.out / model / f"seed{seed}"
             if (out / "metrics.json").is_file() and not args.force:
                 done[(model, seed)] = json.loads((out / "metrics.json").read_text())
                 continue
@@ -47,7 +50,9 @@ def runs(args: argparse.Namespace) -> dict[str, dict[int, dict[str, Any]]]:
             overrides = [*data, *arch, *args.overrides, f"train.seed={seed}"]
             tasks.append(((model, seed), (model, config_path(MODELS[model]), overrides, out)))
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
-        futures = {key: pool.submit(run_model, *task, progress=False) for key, task in tasks}
+        futures = {
+            key: pool.submit(run_model, *task, progress=False, train_dir=task[3]) for key, task in tasks
+        }
         done.update({key: future.result() for key, future in futures.items()})
     return {m: {s: done[(m, s)] for s in args.seeds} for m in args.models}
 

@@ -118,10 +118,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_model(model: str, config: Path, overrides: list[str], out: Path, *, progress: bool) -> dict[str, Any]:
-    """Train ``model`` from ``config`` with ``overrides`` in ``out/train`` (afresh), test it, write its
-    files to ``out`` and return its report (``metrics.json``); a top-level function so that a worker
-    process can run it."""
+def run_model(
+    model: str,
+    config: Path,
+    overrides: list[str],
+    out: Path,
+    *,
+    progress: bool,
+    train_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Train ``model`` from ``config`` with ``overrides`` in ``train_dir`` (default ``out/train``;
+    started afresh), test it, write its files to ``out`` and return its report (``metrics.json``);
+    a top-level function so that a worker process can run it."""
     from rc3d_af.config import load_config
     from rc3d_af.engine.baselines import shuffle_labels, shuffle_videos
     from rc3d_af.engine.inference import evaluate_results, infer_proposals, infer_split
@@ -136,8 +144,9 @@ def run_model(model: str, config: Path, overrides: list[str], out: Path, *, prog
 
     start, cpu_start = time.perf_counter(), time.process_time()
     cfg = load_config(config, overrides)
-    clear_run_dir(out / "train")
-    with Trainer(cfg, out / "train", progress=progress) as trainer:
+    train_dir = out / "train" if train_dir is None else train_dir
+    clear_run_dir(train_dir)
+    with Trainer(cfg, train_dir, progress=progress) as trainer:
         data_ready = time.perf_counter() - start
         trainer.fit()
         train_seconds, train_cpu = time.perf_counter() - start - data_ready, time.process_time() - cpu_start
