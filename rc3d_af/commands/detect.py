@@ -83,12 +83,12 @@ def _run(args: argparse.Namespace) -> int:
     inputs = _read_videos(args, int(state["in_channels"]), cfg.data.feature_spec)
     annotations = AnnotationSet({v.video.video_id: v.video for v in inputs}, list(state["class_names"]))
     store = FeatureStore.from_arrays({v.video.video_id: v.features for v in inputs})
-    windows = [
+    windows = [  # each file's windows, cut (and checked) as at test time
         window
         for v in inputs
         for window in make_windows(
-            cfg.data, annotations, {v.video.video_id: len(v.features)}, "detect", training=False,
-            where=str(v.path),
+            cfg.data, AnnotationSet({v.video.video_id: v.video}, annotations.class_names),
+            {v.video.video_id: len(v.features)}, "detect", training=False, where=str(v.path),
         )
     ]  # fmt: skip
     dataset = WindowDataset(windows, store, cfg.data.window_size)
