@@ -96,8 +96,9 @@ def torchrun(*args: str) -> list[str]:
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """4 THUMOS14-timed videos (15 training windows of 64), configs of both detectors; A2Net with
-    SGD (whose step is proportional to the gradient: a wrong gradient scale shows), R-C3D + AF with
-    Adam; 2 epochs of 2 global batches of 14 and 1."""
+    SGD (whose step is proportional to the gradient: a wrong gradient scale shows) and an
+    evaluation after epoch 2 (sharded inference inside training), R-C3D + AF with Adam; 2 epochs of
+    2 global batches of 14 and 1."""
     root = tmp_path_factory.mktemp("ddp")
     assert (
         main(["synth", "--like", "thumos14", "--videos", "4", "--dim", "16", "--out", str(root / "data")])
@@ -115,7 +116,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
              "num_threads": 1, "log_every": 1}  # fmt: skip
     test = {"tiou_thresholds": [0.3, 0.5, 0.7], "by_duration": False, "batch_size": 8}
     configs = {
-        "a2net": {"model": TINY_A2NET, "train": {**train, "optimizer": "sgd"}},
+        "a2net": {"model": TINY_A2NET, "train": {**train, "optimizer": "sgd", "eval_every": 2}},
         "rc3d_af": {"model": TINY_RC3D, "train": train},
     }
     for name, sections in configs.items():
@@ -230,12 +231,16 @@ def test_two_processes_train_the_weights_of_one(parallel, single: Path, name: st
         assert a["windows"] == b["windows"] == 15
     assert [h["world_size"] for h in two["history"]] == [2, 2]
     assert [h["world_size"] for h in one["history"]] == [1, 1]
+    if name == "a2net":  # evaluated inside training, the test windows shared out over the processes
+        maps = [h["evaluation"]["mAP"] for h in (two["history"][-1], one["history"][-1])]
+        assert maps[0] == pytest.approx(maps[1], abs=1e-2) and two["best"]["epoch"] == 2
 
 
 def test_rank_zero_alone_writes_the_run(parallel) -> None:
     runs, _, _, log = parallel
     run = runs / "a2net"
-    assert sorted(p.name for p in run.iterdir()) == ["config.yaml", "last.pt", "metrics.jsonl", "train.log"]
+    files = ["best.pt", "config.yaml", "last.pt", "metrics.jsonl", "train.log"]
+    assert sorted(p.name for p in run.iterdir()) == files
     text = (run / "train.log").read_text()
     assert text.count("INFO epoch 1/2 lr") == 1 and text.count("INFO epoch 2/2 lr") == 1
     assert text.count("(batch 1/2)") == 2  # one step line per step, from one process

@@ -13,6 +13,7 @@ and every function below is the identity of that case.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import warnings
 from collections.abc import Callable, Iterator
@@ -72,19 +73,23 @@ def _backend() -> str:
 @contextlib.contextmanager
 def session() -> Iterator[None]:
     """Join torchrun's process group for the duration of a command (a no-op without torchrun, or
-    when a group is already joined). Warnings are left to rank 0."""
+    when a group is already joined). Warnings (and logged warnings) are left to rank 0."""
     if not launched() or dist.is_initialized():
         yield
         return
     if not dist.is_available():
         raise InputError("torchrun: this torch build has no torch.distributed support")
     dist.init_process_group(_backend(), timeout=TIMEOUT)
+    quiet = not is_main()  # every process checks the same data: rank 0 says it once
     try:
         with warnings.catch_warnings():
-            if not is_main():  # every process checks the same data: rank 0 says it once
+            if quiet:
                 warnings.simplefilter("ignore")
+                logging.disable(logging.WARNING)
             yield
     finally:
+        if quiet:
+            logging.disable(logging.NOTSET)
         dist.destroy_process_group()
 
 
