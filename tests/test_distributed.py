@@ -29,6 +29,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from test_cli_rc3d import TINY_RC3D
 
 from rc3d_af.cli import main
 from rc3d_af.config import load_config
@@ -41,14 +42,6 @@ WORLD = 2
 TIMEOUT = 300  # seconds for one launch; nothing may hang the suite
 BATCH = 14  # global batch: 15 training windows -> batches of 14 and 1, so one process's share is empty
 TINY_A2NET = {"num_levels": 3, "width_multiplier": 0.03125, "af_head_channels": 32}
-TINY_RC3D = {
-    "arch": "rc3d_af",
-    "backbone": {"channels": 16, "kernel_size": 3, "stride": 2},
-    "apn": {"channels": 16, "anchor_scales": [2, 4, 8]},
-    "af": {"head_channels": 16},
-    "proposals": {"post_nms_topk_train": 200, "post_nms_topk_test": 50},
-    "roi": {"fc_channels": 32, "num_samples": 32},
-}
 
 
 def free_ports(count: int) -> list[int]:
@@ -104,14 +97,9 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
         main(["synth", "--like", "thumos14", "--videos", "4", "--dim", "16", "--out", str(root / "data")])
         == 0
     )
-    data = {
-        "annotations": str(root / "data" / "annotations.json"),
-        "features": str(root / "data" / "features"),
-        "window_size": 64,
-        "train_stride": 32,
-        "test_stride": 64,
-        "segments_beyond": "keep",
-    }
+    folder = root / "data"
+    data = {"annotations": str(folder / "annotations.json"), "features": str(folder / "features"),
+            "window_size": 64, "train_stride": 32, "test_stride": 64, "segments_beyond": "keep"}  # fmt: skip
     train = {"epochs": 2, "batch_size": BATCH, "lr": 1e-3, "lr_milestones": [1], "device": "cpu",
              "num_threads": 1, "log_every": 1}  # fmt: skip
     test = {"tiou_thresholds": [0.3, 0.5, 0.7], "by_duration": False, "batch_size": 8}

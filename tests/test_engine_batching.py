@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from test_cli_rc3d import TINY_RC3D
+from test_engine import tiny_config as engine_config
 
-from rc3d_af.config import config_from_dict
+from rc3d_af.config import config_from_dict, config_to_dict
 from rc3d_af.data.synthetic import generate_synthetic
 from rc3d_af.engine.batching import GlobalBatchSampler, window_generators
 from rc3d_af.engine.inference import predict_windows
@@ -20,18 +22,6 @@ from rc3d_af.models.layers.poolers import RoIPooler
 from rc3d_af.models.losses import anchor_free_losses, global_counts, mean_over
 from rc3d_af.models.targets import PointTargets
 from rc3d_af.ops import roi_align_1d, roi_pool_1d
-
-TINY_MODELS = {
-    "a2net": {"num_levels": 3, "width_multiplier": 0.03125, "af_head_channels": 32},
-    "rc3d_af": {
-        "arch": "rc3d_af",
-        "backbone": {"channels": 16, "kernel_size": 3, "stride": 2},
-        "apn": {"channels": 16, "anchor_scales": [2, 4, 8]},
-        "af": {"head_channels": 16},
-        "proposals": {"post_nms_topk_train": 200, "post_nms_topk_test": 50},
-        "roi": {"fc_channels": 32, "num_samples": 32},
-    },
-}
 
 
 # -- global batches and generators -----------------------------------------------------------------
@@ -103,21 +93,12 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def tiny_config(annotations: Path, model: str, **train):
-    return config_from_dict(
-        {
-            "data": {
-                "annotations": str(annotations),
-                "features": str(annotations.parent / "features"),
-                "window_size": 64,
-                "train_stride": 64,
-                "test_stride": 64,
-                "segments_beyond": "keep",
-            },
-            "model": TINY_MODELS[model],
-            "train": {"epochs": 1, "batch_size": 4, "lr": 1e-3, "device": "cpu", "num_threads": 1, **train},
-            "test": {"batch_size": 4, "tiou_thresholds": [0.5]},
-        }
-    )
+    """test_engine's tiny A2Net config (1 epoch, batches of 4, 1 thread), or R-C3D + AF's in it."""
+    cfg = config_to_dict(engine_config(annotations, epochs=1, batch_size=4, num_threads=1, **train))
+    cfg["data"]["segments_beyond"] = "keep"
+    if model == "rc3d_af":
+        cfg["model"] = TINY_RC3D
+    return config_from_dict(cfg)
 
 
 def _fit(cfg, run_dir: Path) -> Trainer:
