@@ -117,7 +117,9 @@ class TrainConfig:
     lr_gamma: float = 0.1
     seed: int = 0
     device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda" or "cuda:N"
-    amp: bool = False  # automatic mixed precision (float16 autocast + grad scaling); CUDA only
+    amp: bool = False  # automatic mixed precision: autocast to amp_dtype (training and inference)
+    amp_dtype: Literal["float16", "bfloat16"] = "float16"  # float16 (+ grad scaling): CUDA only;
+                                                           # bfloat16: CUDA and the CPU
     eval_every: int = 0  # evaluate every N epochs and keep the best checkpoint; 0 = never
     num_workers: int = 0  # DataLoader worker processes
     num_threads: int | None = None  # torch CPU threads; None leaves torch's default

@@ -6,7 +6,9 @@ candidates of ``--branch`` (the paper's recall comparison of the two modules, se
 windows of a video are merged with class-agnostic NMS at ``--nms`` and the best ``--top-k`` kept.
 Writes ``proposals.json`` (``{"results": {video: [{"segment": [s, e], "score": x}]}}``, seconds),
 ``proposals_metrics.json`` (the ``rc3d-af evaluate --proposals --json`` layout) and ``ar_an.png``
-to --out (default: ``<checkpoint folder>/proposals_<split>``).
+to --out (default: ``<checkpoint folder>/proposals_<split>``). Under ``torchrun`` the windows are
+shared out over the processes as in ``rc3d-af test``: the same files, written by rank 0, whose
+metrics record the ``world_size``.
 """
 
 from __future__ import annotations
@@ -53,6 +55,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rc3d_af.engine import distributed
+
+    with distributed.session():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from rc3d_af.engine import distributed
     from rc3d_af.engine.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint
     from rc3d_af.engine.datasets import load_data, make_dataset
     from rc3d_af.engine.inference import infer_proposals
@@ -69,9 +79,9 @@ def run(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise InputError(f"--top-k: expected a positive number of proposals per video, got {args.top_k}")
     an = parse_int_list(args.an, "--an")
-    state = load_checkpoint(args.checkpoint)
+    state = distributed.on_main(load_checkpoint, args.checkpoint)
     cfg = checkpoint_config(state, args.config, args.overrides)
-    device = resolve_device(args.device or cfg.train.device)
+    device = resolve_device(args.device, "--device") if args.device else resolve_device(cfg.train.device)
     model = model_from_checkpoint(state, cfg, device)
     split = args.split or cfg.data.test_subset
     annotations, store = load_data(cfg.data)
@@ -79,11 +89,14 @@ def run(args: argparse.Namespace) -> int:
     results = infer_proposals(
         model, cfg, annotations, dataset, device, branch=args.branch, nms_iou=args.nms, top_k=args.top_k
     )
+    if not distributed.is_main():
+        return 0
     named = {"thumos14": THUMOS14_PROPOSAL_TIOU, "activitynet": ACTIVITYNET_TIOU}
     report = evaluate_proposals(
         annotations, results, split, named.get(args.tiou, args.tiou), an, convention=args.convention
     )
     report["branch"] = args.branch
+    report["world_size"] = distributed.world_size()
     out = args.out or args.checkpoint.parent / f"proposals_{split}"
     save_results_json(results, out / "proposals.json", labels=False)
     write_json(report, out / "proposals_metrics.json")

@@ -3,7 +3,10 @@
 The model and its settings come from the checkpoint's stored config; CONFIG (optional) replaces its
 data and test sections, and --set overrides come last (e.g. --set model.nms_iou=0.3). Writes
 ``results.json`` (ActivityNet results layout), ``metrics.json`` (``rc3d-af evaluate --json``
-layout) and the plots to --out (default: ``<checkpoint folder>/test_<split>``).
+layout, with the ``world_size`` that ran it) and the plots to --out (default:
+``<checkpoint folder>/test_<split>``). Under ``torchrun --nproc_per_node=N -m rc3d_af test ...`` the
+windows are shared out over N processes and their detections gathered before the per-video merge:
+the files are exactly those of one process, written by rank 0.
 """
 
 from __future__ import annotations
@@ -25,13 +28,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rc3d_af.engine import distributed
+
+    with distributed.session():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from rc3d_af.engine import distributed
     from rc3d_af.engine.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint
     from rc3d_af.engine.datasets import load_data, make_dataset
     from rc3d_af.engine.inference import evaluate_results, infer_split
     from rc3d_af.engine.report import print_report, write_evaluation
     from rc3d_af.engine.trainer import resolve_device
 
-    state = load_checkpoint(args.checkpoint)
+    state = distributed.on_main(load_checkpoint, args.checkpoint)
     cfg = checkpoint_config(state, args.config, args.overrides)
     device = resolve_device(args.device, "--device") if args.device else resolve_device(cfg.train.device)
     model = model_from_checkpoint(state, cfg, device)
@@ -40,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
     _check_classes(state["class_names"], annotations.class_names, cfg.data.annotations)
     dataset = make_dataset(cfg.data, annotations, store, split, training=False)
     results = infer_split(model, cfg, annotations, dataset, device)
-    report = evaluate_results(cfg, annotations, results, split)
+    if not distributed.is_main():
+        return 0
+    report = {**evaluate_results(cfg, annotations, results, split), "world_size": distributed.world_size()}
     out = args.out or args.checkpoint.parent / f"test_{split}"
     write_evaluation(out, results, report, plots=not args.no_plots)
     print_report(report)

@@ -10,13 +10,25 @@ A run directory holds::
     last.pt        written atomically after every epoch; ``resume=True`` continues from it
     best.pt        the checkpoint with the best mAP at ``test.select_tiou`` (when evaluating)
 
-Determinism: every RNG (torch, numpy, python, CUDA, the data loader's shuffling generator) is
-seeded from ``train.seed`` and saved in each checkpoint, so on the CPU a run interrupted after
-any epoch and resumed gives bit-identical weights to an uninterrupted run.
+Determinism: each epoch's shuffling and every random draw of a window's step (negative / RoI
+sampling, dropout) come from generators seeded from (``train.seed``, epoch, window index)
+(:mod:`rc3d_af.engine.batching`); every other RNG (torch, numpy, python, CUDA, the data loader's
+generator) is seeded from ``train.seed`` and saved in each checkpoint, so on the CPU a run
+interrupted after any epoch and resumed gives bit-identical weights to an uninterrupted run.
+
+Data parallel (``torchrun --nproc_per_node=N -m rc3d_af train ...``, :mod:`rc3d_af.engine.distributed`):
+``train.batch_size`` is the global batch, each process trains its share of it through
+DistributedDataParallel, the loss normalisers count over the global batch
+(:func:`rc3d_af.models.losses.global_counts`) and the gradients are summed over the processes, so
+N processes follow one process's optimisation up to floating-point reduction order. Rank 0 alone
+writes the run folder, the log and the progress bar; the others wait for it at a barrier after
+each checkpoint. A process whose share of the last, shorter global batch is empty runs a stand-in
+window with weight 0 so that every process takes part in every gradient reduction.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
@@ -28,17 +40,21 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from rc3d_af.config import Config, TrainConfig, config_from_dict, config_to_dict, save_config
-from rc3d_af.data.dataset import WindowDataset, collate_windows
+from rc3d_af.data.dataset import WindowDataset
+from rc3d_af.engine import distributed
+from rc3d_af.engine.batching import GlobalBatchSampler, IndexedDataset, collate_indexed, window_generators
 from rc3d_af.engine.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from rc3d_af.engine.datasets import check_declared_shape, load_data, make_dataset
-from rc3d_af.engine.inference import autocast, evaluate_results, infer_split
+from rc3d_af.engine.inference import amp_dtype, autocast, evaluate_results, infer_split
 from rc3d_af.engine.run_dir import RunLog, format_losses, on_console
 from rc3d_af.errors import InputError
 from rc3d_af.models import build_model, describe_model
+from rc3d_af.models.losses import global_counts
 
 __all__ = ["Trainer", "resolve_device", "seed_everything"]
 
@@ -47,13 +63,30 @@ RESUMABLE_CHANGES = ("epochs", "eval_every", "log_every", "tensorboard")
 
 
 def resolve_device(name: str, source: str = "train.device") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; an explicit CUDA device must exist. ``source``
-    names where ``name`` came from in the error (``--device`` when given on the command line)."""
+    """``auto`` -> CUDA when available, else CPU; an explicit CUDA device must exist. Under torchrun
+    each process takes ``cuda:LOCAL_RANK`` (``cuda`` or ``auto``; an explicit index is refused).
+    ``source`` names where ``name`` came from in the error (``--device`` when given on the command
+    line)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
+    if device.type != "cuda":
+        return device
+    if not torch.cuda.is_available():
         raise InputError(f"{source}: {name!r} requested but CUDA is not available on this machine")
+    if distributed.world_size() > 1:
+        if device.index is not None:
+            raise InputError(
+                f"{source}: {name!r}: under torchrun each process uses the GPU of its LOCAL_RANK; give "
+                "'cuda' or 'auto' (choose the GPUs with CUDA_VISIBLE_DEVICES)"
+            )
+        if distributed.local_rank() >= torch.cuda.device_count():
+            raise InputError(
+                f"{source}: process LOCAL_RANK {distributed.local_rank()} has no GPU (this machine has "
+                f"{torch.cuda.device_count()}); start at most that many processes per node"
+            )
+        device = torch.device("cuda", distributed.local_rank())
+        torch.cuda.set_device(device)
     return device
 
 
@@ -71,8 +104,9 @@ class EpochStats:
     epoch: int
     lr: float
     losses: dict[str, float]
-    windows: int
+    windows: int  # over every process
     seconds: float
+    world_size: int = 1  # processes that trained the epoch
     evaluation: dict[str, Any] | None = field(default=None)
 
     def as_dict(self) -> dict[str, Any]:
@@ -82,6 +116,7 @@ class EpochStats:
             "losses": self.losses,
             "windows": self.windows,
             "seconds": self.seconds,
+            "world_size": self.world_size,
             "evaluation": self.evaluation,
         }
 
@@ -93,8 +128,9 @@ class Trainer:
         cfg: the resolved config.
         run_dir: output folder (created).
         resume: continue from ``run_dir/last.pt``; the config must equal the checkpoint's except
-            for ``train.epochs`` and ``train.eval_every`` (so a run can be extended).
-        progress: show a tqdm progress bar per epoch.
+            for ``train.epochs`` and ``train.eval_every`` (so a run can be extended); the number of
+            processes may differ.
+        progress: show a tqdm progress bar per epoch (rank 0).
         evaluate: ``report = evaluate(trainer)`` called every ``train.eval_every`` epochs; by
             default :meth:`evaluate_test_split`.
     """
@@ -110,19 +146,26 @@ class Trainer:
     ) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
+        self.world_size = distributed.world_size()
+        self.is_main = distributed.is_main()
+        distributed.check_divisible(cfg.train.batch_size)
         self.device = resolve_device(cfg.train.device)
         # The data is read and checked before anything is written to the run folder.
         self.annotations, self.store = load_data(cfg.data)
         self.train_set = make_dataset(
             cfg.data, self.annotations, self.store, cfg.data.train_subset, training=True
         )
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.progress = progress
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.progress = progress and self.is_main
         self._evaluate = evaluate or Trainer.evaluate_test_split
-        self.logger = _file_logger(self.run_dir / "train.log")
-        self.amp = cfg.train.amp and self.device.type == "cuda"
-        if cfg.train.amp and not self.amp:
-            self.logger.warning("train.amp is a CUDA option; training in float32 on %s", self.device)
+        self.logger = _file_logger(self.run_dir / "train.log") if self.is_main else _silent_logger()
+        self.amp = amp_dtype(cfg.train, self.device)  # the autocast dtype, None for float32
+        if cfg.train.amp and self.amp is None:
+            self.logger.warning(
+                "train.amp with float16 is a CUDA option; training in float32 on %s (amp_dtype bfloat16 "
+                "autocasts on the CPU too)", self.device,
+            )  # fmt: skip
         if cfg.train.num_threads is not None:
             torch.set_num_threads(cfg.train.num_threads)
         seed_everything(cfg.train.seed)
@@ -130,21 +173,31 @@ class Trainer:
         self._test_set: WindowDataset | None = None
         check_declared_shape(cfg.data, len(self.annotations.class_names), self.store.dim)
         self.model = build_model(cfg.model, len(self.annotations.class_names), self.store.dim).to(self.device)
+        # What a training step calls: the model itself, or its DistributedDataParallel wrapper.
+        self.network: torch.nn.Module = self.model
+        if self.world_size > 1:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.network = DistributedDataParallel(self.model, device_ids=device_ids)
         self.optimizer = _optimizer(self.model, cfg.train)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
             self.optimizer, milestones=list(cfg.train.lr_milestones), gamma=cfg.train.lr_gamma
         )
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
-        self.loader_generator = torch.Generator().manual_seed(cfg.train.seed)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)
+        self.loader_generator = torch.Generator().manual_seed(cfg.train.seed)  # worker seeds only
+        self.sampler = GlobalBatchSampler(
+            len(self.train_set), cfg.train.batch_size, seed=cfg.train.seed,
+            rank=distributed.rank(), world_size=self.world_size,
+        )  # fmt: skip
         self.loader = DataLoader(
-            self.train_set,
-            batch_size=cfg.train.batch_size,
-            shuffle=True,
+            IndexedDataset(self.train_set),
+            batch_sampler=self.sampler,
             generator=self.loader_generator,
-            collate_fn=collate_windows,
+            collate_fn=collate_indexed,
             num_workers=cfg.train.num_workers,
-            drop_last=False,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=cfg.train.num_workers > 0,
         )
+        self._stand_in: dict[str, Any] | None = None
         self.epoch = 0  # epochs completed
         self.best: dict[str, float] | None = None
         self.history: list[dict[str, Any]] = []
@@ -159,8 +212,9 @@ class Trainer:
         self.run_log = RunLog(
             self.run_dir, self.logger, log_every=cfg.train.log_every, tensorboard=cfg.train.tensorboard,
             steps_per_epoch=len(self.loader), history=self.history,
-        )  # fmt: skip
-        save_config(cfg, self.run_dir / "config.yaml")
+        ) if self.is_main else None  # fmt: skip
+        if self.is_main:
+            save_config(cfg, self.run_dir / "config.yaml")
 
     def __enter__(self) -> Trainer:
         return self
@@ -170,7 +224,8 @@ class Trainer:
 
     def close(self) -> None:
         """Close the log file and TensorBoard writer (the trainer stays usable for inspection)."""
-        self.run_log.close()
+        if self.run_log is not None:
+            self.run_log.close()
         for handler in list(self.logger.handlers):
             handler.close()
             self.logger.removeHandler(handler)
@@ -180,14 +235,16 @@ class Trainer:
         """Train up to ``train.epochs``; returns the history (one dict per epoch, see EpochStats)."""
         cfg = self.cfg.train
         self.logger.info(
-            "training %s on %d windows (%s, subset %s), %d parameters, device %s%s",
+            "training %s on %d windows (%s, subset %s), %d parameters, device %s%s%s",
             describe_model(self.cfg.model),
             len(self.train_set),
             self.cfg.data.annotations,
             self.cfg.data.train_subset,
             sum(p.numel() for p in self.model.parameters()),
             self.device,
-            ", AMP" if self.amp else "",
+            f", AMP {str(self.amp).removeprefix('torch.')}" if self.amp else "",
+            f", {self.world_size} processes of {cfg.batch_size // self.world_size} windows per batch"
+            if self.world_size > 1 else "",
         )
         while self.epoch < cfg.epochs:
             stats = self.train_one_epoch()
@@ -195,14 +252,17 @@ class Trainer:
                 stats.evaluation = self._evaluate(self)
                 self._log_evaluation(stats.evaluation)
             self.history.append(stats.as_dict())
-            self._save_checkpoints(stats)
-            self.run_log.epoch(self.history[-1])
+            if self.is_main:
+                self._save_checkpoints(stats)
+                self.run_log.epoch(self.history[-1])
+            distributed.barrier()
         return self.history
 
     def train_one_epoch(self) -> EpochStats:
         """One pass over the training windows; updates ``self.epoch`` and the lr schedule."""
         self.model.train()
         epoch = self.epoch + 1
+        self.sampler.set_epoch(epoch)
         lr = self.optimizer.param_groups[0]["lr"]
         sums: dict[str, float] = {}
         batches = windows = 0
@@ -215,15 +275,17 @@ class Trainer:
             leave=False,
             dynamic_ncols=True,
         )
+        sizes = [len(b) for b in self.sampler.global_batches()]  # windows of each global batch
         for batch in bar:
             losses = self.train_step(batch)
+            windows += sizes[batches]
             for name, value in losses.items():
                 sums[name] = sums.get(name, 0.0) + value
             batches += 1
-            windows += batch["features"].shape[0]
             rate = windows / max(time.perf_counter() - start, 1e-9)
             bar.set_postfix_str(format_losses(losses) + f" {rate:.0f} win/s")
-            self.run_log.step(epoch, self.cfg.train.epochs, batches, lr, losses)
+            if self.run_log is not None:
+                self.run_log.step(epoch, self.cfg.train.epochs, batches, lr, losses)
         bar.close()
         self.scheduler.step()
         self.epoch = epoch
@@ -239,28 +301,54 @@ class Trainer:
             seconds,
             windows / max(seconds, 1e-9),
         )
-        return EpochStats(epoch, lr, means, windows, seconds)
+        return EpochStats(epoch, lr, means, windows, seconds, self.world_size)
 
-    def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
-        """Forward, losses, backward and an optimizer step on one batch; returns the loss values."""
+    def train_step(self, batch: dict[str, Any] | None) -> dict[str, float]:
+        """Forward, losses, backward and an optimizer step on this process's share of one global
+        batch (``collate_indexed``; None when the share is empty) of the epoch under way. Returns
+        the loss values and counts of the whole global batch."""
+        epoch = self.epoch + 1
+        present = batch is not None
+        if batch is None:
+            batch = self._stand_in_batch()
         features = batch["features"].to(self.device, non_blocking=True)
-        gt_segments = [g.to(self.device) for g in batch["gt_segments"]]
-        gt_labels = [g.to(self.device) for g in batch["gt_labels"]]
+        gt_segments = [g.to(self.device, non_blocking=True) for g in batch["gt_segments"]]
+        gt_labels = [g.to(self.device, non_blocking=True) for g in batch["gt_labels"]]
+        generators = window_generators(self.cfg.train.seed, epoch, batch["index"].tolist(), self.device)
         diagnostics: dict[str, float] = {}
-        with autocast(self.device, self.amp):
-            weighted = self.model(features, gt_segments, gt_labels, diagnostics=diagnostics)
+        counts = (
+            global_counts(lambda count: distributed.sum_count(count if present else 0))
+            if self.world_size > 1
+            else contextlib.nullcontext()
+        )
+        with counts, autocast(self.device, self.amp):
+            weighted = self.network(
+                features, gt_segments, gt_labels, generators=generators, diagnostics=diagnostics
+            )
         total = sum(weighted.values())
-        if not torch.isfinite(total):
+        # The unweighted terms and counts the model reported, and what was optimised: each process
+        # holds its part of every term (its sums over the global counts), their sum is the term.
+        local = {**diagnostics, "total": float(total.detach())}
+        losses = distributed.sum_values(local if present else dict.fromkeys(local, 0.0))
+        if not math.isfinite(losses["total"]):
             raise FloatingPointError(
-                f"epoch {self.epoch + 1}: non-finite loss {format_losses(diagnostics)}; "
+                f"epoch {epoch}: non-finite loss {format_losses(losses)}; "
                 "lower train.lr or check the features for extreme values"
             )
+        if self.world_size > 1:
+            # DistributedDataParallel averages the gradients; the parts of a term must add up.
+            total = total * (self.world_size if present else 0.0)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        # The unweighted terms and counts the model reported, and what was optimised.
-        return {**diagnostics, "total": float(total.detach())}
+        return losses
+
+    def _stand_in_batch(self) -> dict[str, Any]:
+        """One training window, run with weight 0 by a process whose share of a batch is empty."""
+        if self._stand_in is None:
+            self._stand_in = collate_indexed([IndexedDataset(self.train_set)[0]])
+        return self._stand_in
 
     @property
     def test_set(self) -> WindowDataset:
@@ -272,7 +360,8 @@ class Trainer:
         return self._test_set
 
     def evaluate_test_split(self) -> dict[str, Any]:
-        """Inference on ``data.test_subset``; the report in the ``rc3d-af evaluate --json`` layout."""
+        """Inference on ``data.test_subset`` (sharded over the processes; every process gets the
+        report); the report in the ``rc3d-af evaluate --json`` layout."""
         results = infer_split(self.model, self.cfg, self.annotations, self.test_set, self.device)
         return evaluate_results(self.cfg, self.annotations, results)
 
@@ -308,7 +397,7 @@ class Trainer:
 
     def _resume(self) -> None:
         path = self.run_dir / "last.pt"
-        state = load_checkpoint(path, map_location=self.device)
+        state = distributed.on_main(load_checkpoint, path)  # rank 0 reads it, every process gets it
         _check_resumable(config_from_dict(state["config"], source=str(path)), self.cfg, path)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -363,6 +452,15 @@ def _check_resumable(saved: Config, current: Config, path: Path) -> None:
                     f"{saved_dict[section][key]!r}; only train.{', train.'.join(RESUMABLE_CHANGES)} may "
                     "change"
                 )
+
+
+def _silent_logger() -> logging.Logger:
+    """The run logger of a process other than rank 0: it writes nothing."""
+    logger = logging.getLogger(f"rc3d_af.train.rank{distributed.rank()}")
+    logger.propagate = False
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())
+    return logger
 
 
 def _file_logger(path: Path) -> logging.Logger:

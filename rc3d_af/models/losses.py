@@ -7,9 +7,18 @@ negatives (8), squared error between ``sigmoid(overlap)`` and the IoU target (9)
 ``L = (L_reg^af + gamma_af L_cls^af) + gamma (L_cls^ab + gamma1 L_o^ab + gamma2 L_reg^ab)``.
 A term with nothing to average (no foreground point, no positive anchor) is 0, still attached to the
 graph so that every parameter gets a (zero) gradient.
+
+Every average goes through :func:`mean_over`, the one loss normaliser of both detectors. Under
+data-parallel training the engine wraps a step in :func:`global_counts`, so that each process divides
+its sums by the count over the GLOBAL batch: the processes' terms then add up to the terms of one
+process holding the whole batch.
 """
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +33,11 @@ def anchor_free_losses(
     """``cls_logits [B, Np, C+1]``, ``distances [B, Np, 2]`` (regression units) and their targets
     -> ``af_cls`` (6) and ``af_reg`` (7)."""
     labels, target_distances = targets.labels, targets.distances
-    af_cls = F.cross_entropy(cls_logits.flatten(0, 1).float(), labels.flatten())
+    af_cls = mean_over(
+        F.cross_entropy(cls_logits.flatten(0, 1).float(), labels.flatten(), reduction="sum"),
+        labels.numel(),
+        cls_logits,
+    )
     foreground = labels > 0
     af_reg = mean_over(
         F.smooth_l1_loss(distances[foreground].float(), target_distances[foreground], reduction="sum"),
@@ -80,8 +93,28 @@ def total_loss(terms: dict[str, torch.Tensor], cfg: ModelConfig) -> torch.Tensor
     return sum(weighted_terms(terms, cfg).values())
 
 
+_COUNT_REDUCTION: ContextVar[Callable[[int], int] | None] = ContextVar("count_reduction", default=None)
+
+
+@contextlib.contextmanager
+def global_counts(reduce: Callable[[int], int]) -> Iterator[None]:
+    """Within the block, :func:`mean_over` divides by ``reduce(count)`` (the engine's sum of the count
+    over every process) instead of the local ``count``; every process must compute the same terms
+    in the same order, which the models do."""
+    token = _COUNT_REDUCTION.set(reduce)
+    try:
+        yield
+    finally:
+        _COUNT_REDUCTION.reset(token)
+
+
 def mean_over(summed: torch.Tensor, count: int, source: torch.Tensor) -> torch.Tensor:
-    """``summed / count``, or a graph-attached 0 built from ``source`` when ``count`` is 0."""
+    """``summed / count``, or a graph-attached 0 built from ``source`` when ``count`` is 0.
+
+    ``count`` is the local batch's; inside :func:`global_counts` the global batch's is used."""
+    reduce = _COUNT_REDUCTION.get()
+    if reduce is not None:
+        count = reduce(count)
     if count == 0:
         return source.sum() * 0.0
     return summed / count

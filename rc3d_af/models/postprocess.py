@@ -152,8 +152,8 @@ def video_detections(
         duration: when given, segments are clipped to ``[0, duration]`` seconds.
 
     Returns:
-        CPU tensors ``segments [N, 2]`` float64 seconds, ``scores [N]`` float64, ``labels [N]`` int64,
-        sorted by decreasing score.
+        ``segments [N, 2]`` float64 seconds, ``scores [N]`` float64, ``labels [N]`` int64, sorted by
+        decreasing score, on the device of the windows' detections (the CPU when there are none).
     """
     segments, scores, labels = _merge_windows(windows, fps, feature_spec)
     if duration is not None:
@@ -176,17 +176,19 @@ def video_detections(
 def _merge_windows(
     windows: Sequence[tuple[WindowDetections, int, float]], fps: float, feature_spec: FeatureSpec
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """All windows' candidates as CPU float64 seconds, float64 scores and int64 labels."""
-    segments, scores, labels = [torch.zeros(0, 2, dtype=torch.float64)], [], []
+    """All windows' candidates as float64 seconds, float64 scores and int64 labels, on the device of
+    the detections."""
+    device = windows[0][0].scores.device if windows else torch.device("cpu")
+    segments, scores, labels = [torch.zeros(0, 2, dtype=torch.float64, device=device)], [], []
     for detections, start_index, scale in windows:
-        indices = start_index + detections.segments.detach().cpu().double() * float(scale)
+        indices = start_index + detections.segments.detach().double() * float(scale)
         segments.append(feature_spec.index_to_seconds(indices, fps))
-        scores.append(detections.scores.detach().cpu().double())
-        labels.append(detections.labels.detach().cpu().long())
+        scores.append(detections.scores.detach().double())
+        labels.append(detections.labels.detach().long())
     return (
         torch.cat(segments),
-        torch.cat([torch.zeros(0, dtype=torch.float64), *scores]),
-        torch.cat([torch.zeros(0, dtype=torch.int64), *labels]),
+        torch.cat([torch.zeros(0, dtype=torch.float64, device=device), *scores]),
+        torch.cat([torch.zeros(0, dtype=torch.int64, device=device), *labels]),
     )
 
 
@@ -194,7 +196,8 @@ def _soft_nms_per_class(
     segments: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, cfg: VideoMergeSettings
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Soft-NMS run separately on each label; returns kept indices and their decayed scores."""
-    kept, kept_scores = [torch.zeros(0, dtype=torch.int64)], [torch.zeros(0, dtype=scores.dtype)]
+    kept = [torch.zeros(0, dtype=torch.int64, device=scores.device)]
+    kept_scores = [torch.zeros(0, dtype=scores.dtype, device=scores.device)]
     for label in labels.unique():
         idx = (labels == label).nonzero().squeeze(1)
         keep, new_scores = soft_nms_1d(

@@ -39,10 +39,18 @@ class RoIPooler(nn.Module):
         self.aligned = aligned
 
     def forward(self, features: torch.Tensor, segments: Sequence[torch.Tensor]) -> torch.Tensor:
-        """``features [B, C, L]`` and one ``[K_b, 2]`` segment tensor per window -> ``[sum K_b, C, bins]``."""
-        rois = segments_to_rois(segments).to(features)
+        """``features [B, C, L]`` and one ``[K_b, 2]`` segment tensor per window -> ``[sum K_b, C, bins]``
+        in the dtype of ``features``.
+
+        The pooling runs in float32 at least: float16 / bfloat16 features (autocast) are pooled in
+        float32 with float32 RoIs, whose boundaries would otherwise be rounded to a few bits."""
+        dtype = torch.promote_types(features.dtype, torch.float32)
+        rois = segments_to_rois(segments).to(features.device, dtype)
+        x = features.to(dtype)
         if self.kind == "pool":
-            return roi_pool_1d(features, rois, self.output_size, self.spatial_scale)
-        return roi_align_1d(
-            features, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned
-        )
+            pooled = roi_pool_1d(x, rois, self.output_size, self.spatial_scale)
+        else:
+            pooled = roi_align_1d(
+                x, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned
+            )
+        return pooled.to(features.dtype)

@@ -140,7 +140,7 @@ class RoIHeads(nn.Module):
             iou[b, : len(c)] = segment_iou(c, gt.segments[b])
         matches = self.matcher(iou, gt.valid)
         foreground, background = matches.labels == POSITIVE, matches.labels == NEGATIVE
-        index = self._sampled_indices(foreground, background, generators)
+        index = self._sampled_indices(foreground, background, [len(c) for c in candidates], generators)
         taken = index >= 0
         index = index.clamp(min=0)
         segments = padded.gather(1, index[..., None].expand(-1, -1, 2))
@@ -154,13 +154,17 @@ class RoIHeads(nn.Module):
         return RoISamples(segments, labels, deltas)
 
     def _sampled_indices(
-        self, foreground: torch.Tensor, background: torch.Tensor, generators: Sequence[torch.Generator] | None
+        self,
+        foreground: torch.Tensor,
+        background: torch.Tensor,
+        counts: Sequence[int],
+        generators: Sequence[torch.Generator] | None,
     ) -> torch.Tensor:
         """``[B, S]`` candidate indices: the sampled foreground first, then the drawn filler; -1 for a
-        slot no candidate can fill."""
+        slot no candidate can fill. ``counts[b]``: window ``b``'s candidates (the first of its row)."""
         batch, width = foreground.shape
         device = foreground.device
-        priority = uniform((batch, width), generators, device)
+        priority = self._priority(counts, width, generators, device)
         num_fg = foreground.sum(dim=1).clamp(max=int(self.num_samples * self.fg_fraction))
         chosen = top_priority(foreground, num_fg, priority)
         fg_order = priority.masked_fill(~chosen, float("-inf")).argsort(dim=1, descending=True, stable=True)
@@ -172,6 +176,20 @@ class RoIHeads(nn.Module):
         from_fg = fg_order.gather(1, slot.clamp(max=width - 1))
         from_fill = fill.gather(1, (slot - num_fg[:, None]).clamp(min=0))
         return torch.where(slot < num_fg[:, None], from_fg, from_fill)
+
+    @staticmethod
+    def _priority(
+        counts: Sequence[int], width: int, generators: Sequence[torch.Generator] | None, device: torch.device
+    ) -> torch.Tensor:
+        """Uniform priorities ``[B, width]``; with ``generators``, window ``b`` draws ``counts[b]`` of
+        them (the rest of its row, never a candidate, is 0), so its later draws do not depend on the
+        widest window of its batch."""
+        if generators is None:
+            return uniform((len(counts), width), None, device)
+        priority = torch.zeros(len(counts), width, device=device)
+        for b, (count, generator) in enumerate(zip(counts, generators, strict=True)):
+            priority[b, :count] = uniform((1, count), [generator], device)[0]
+        return priority
 
     def losses(
         self,
