@@ -175,13 +175,13 @@ def run_model(
     }
     total = time.perf_counter() - start
     report["wall_seconds"] = {
-        "data_ready": round(data_ready, 1),
-        "train": round(train_seconds, 1),
-        "test": round(total - data_ready - train_seconds, 1),
-        "total": round(total, 1),
+        "data_ready": round(data_ready, 3),
+        "train": round(train_seconds, 3),
+        "test": round(total - data_ready - train_seconds, 3),
+        "total": round(total, 3),
     }
     # CPU seconds of this model's process (all its threads): what it costs on an otherwise idle machine.
-    report["cpu_seconds"] = {"train": round(train_cpu, 1), "total": round(time.process_time() - cpu_start, 1)}
+    report["cpu_seconds"] = {"train": round(train_cpu, 3), "total": round(time.process_time() - cpu_start, 3)}
     write_evaluation(out, results, report)
     return report
 
