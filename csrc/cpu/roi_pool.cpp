@@ -1,7 +1,14 @@
 // CPU kernels of rc3d_af::roi_pool_1d (RoI max pooling, the R-C3D "RoI temporal pooling") and its
-// backward. The forward runs in parallel over RoIs and records, per output, the input position of
-// the maximum (-1 for an empty bin); the backward runs in parallel over (batch, channel) rows and
-// adds each output gradient at its recorded position, so no two threads write the same element.
+// backward.
+//
+// In 1D every channel of a RoI is pooled over the same bins (ranges of positions). The forward
+// therefore reads a channel-last copy of the input ([B, T, C]): the maximum of a bin is a running
+// maximum over its positions, each step one contiguous row of channels, a loop without branches
+// that the compiler vectorizes across channels. It runs in parallel over RoIs, a block of channels
+// at a time, and records per output the position of the maximum (int32; -1 for an empty bin).
+// The backward runs in parallel over (batch element, channel block) pairs; each adds the gradients
+// of its batch element's RoIs at their recorded positions, RoI by RoI in a fixed order, so no two
+// threads write the same element (no atomics) and the sums do not depend on the thread count.
 
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
@@ -9,6 +16,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <tuple>
 #include <vector>
 
@@ -17,27 +25,115 @@
 namespace rc3d_af {
 namespace {
 
-// Input positions [lo[p], hi[p]) of every bin of RoI `k`.
+// Channels pooled together: a block's channel-last slab (T * kChannelBlock values) and running
+// maxima (output_size * kChannelBlock values and positions) stay in cache.
+constexpr int64_t kChannelBlock = 128;
+// Channels per backward task: a task's gradient rows (kGradChannelBlock * T) stay in cache.
+constexpr int64_t kGradChannelBlock = 64;
+
+// The bins of every RoI: positions [lo[k * P + p], hi[k * P + p]) of bin p of RoI k, clipped to
+// the input (empty when hi <= lo).
+struct PoolBins {
+  std::vector<int32_t> lo;  // [K * P]
+  std::vector<int32_t> hi;  // [K * P]
+};
+
 template <typename scalar_t>
-void pool_bin_ranges(const scalar_t* roi, double spatial_scale, int64_t output_size, int64_t length,
-                     int64_t* lo, int64_t* hi) {
+PoolBins pool_bins(const at::Tensor& rois, int64_t batch_size, int64_t length, double spatial_scale,
+                   int64_t output_size) {
   using acc_t = at::opmath_type<scalar_t>;
-  const roi::PoolGeometry<acc_t> g =
-      roi::pool_geometry<acc_t>(roi[1], roi[2], static_cast<acc_t>(spatial_scale), output_size);
-  for (int64_t p = 0; p < output_size; ++p) {
-    roi::pool_bin_range(g, p, length, lo[p], hi[p]);
+  const int64_t num_rois = rois.size(0);
+  roi::batch_indices<scalar_t>(rois, batch_size);  // checks the RoIs
+  PoolBins bins{std::vector<int32_t>(num_rois * output_size), std::vector<int32_t>(num_rois * output_size)};
+  const scalar_t* r = rois.const_data_ptr<scalar_t>();
+  for (int64_t k = 0; k < num_rois; ++k) {
+    const roi::PoolGeometry<acc_t> g =
+        roi::pool_geometry<acc_t>(r[3 * k + 1], r[3 * k + 2], static_cast<acc_t>(spatial_scale), output_size);
+    for (int64_t p = 0; p < output_size; ++p) {
+      int64_t lo, hi;
+      roi::pool_bin_range(g, p, length, lo, hi);  // within [0, length], which fits int32 (checked)
+      bins.lo[k * output_size + p] = static_cast<int32_t>(lo);
+      bins.hi[k * output_size + p] = static_cast<int32_t>(hi);
+    }
+  }
+  return bins;
+}
+
+// Maximum over positions [lo, hi) (lo < hi) of `count` channels of a channel-last slab
+// (position t, channel c at slab[t * count + c]): best[c] and where[c] receive the first maximum
+// and its position, or the first NaN, which wins (the rule of roi::bin_argmax).
+template <typename acc_t>
+void bin_max_over_channels(const acc_t* __restrict__ slab, int64_t count, int32_t lo, int32_t hi,
+                           acc_t* __restrict__ best, int32_t* __restrict__ where) {
+  const acc_t* row = slab + lo * count;
+  for (int64_t c = 0; c < count; ++c) {
+    best[c] = row[c];
+    where[c] = lo;
+  }
+  for (int32_t t = lo + 1; t < hi; ++t) {
+    row += count;
+    for (int64_t c = 0; c < count; ++c) {
+      const acc_t value = row[c];
+      const acc_t current = best[c];
+      // Take a larger value or the first NaN; keep a NaN once taken. A bitwise & of the two
+      // comparisons (no branch), so that the loop vectorizes.
+      const bool take = !(value <= current) & (current == current);
+      best[c] = take ? value : current;
+      where[c] = take ? t : where[c];
+    }
   }
 }
 
-// input [B, C, T], rois [K, 3] -> (output [K, C, output_size], argmax int64 [K, C, output_size]).
+// Pools `count` channels of one RoI: slab [T, count] (channel-last), lo/hi [P] its bins ->
+// out, argmax [count, P]. best/where: output_size * count scratch.
+template <typename scalar_t, typename acc_t>
+void pool_roi(const acc_t* slab, int64_t count, const int32_t* lo, const int32_t* hi, int64_t output_size,
+              scalar_t* out, int32_t* argmax, acc_t* best, int32_t* where) {
+  for (int64_t p = 0; p < output_size; ++p) {
+    if (hi[p] <= lo[p]) {  // the bin lies wholly outside the input
+      std::fill_n(best + p * count, count, acc_t(0));
+      std::fill_n(where + p * count, count, int32_t{-1});
+    } else {
+      bin_max_over_channels(slab, count, lo[p], hi[p], best + p * count, where + p * count);
+    }
+  }
+  for (int64_t c = 0; c < count; ++c) {  // back to the output's [C, P] layout
+    for (int64_t p = 0; p < output_size; ++p) {
+      out[c * output_size + p] = static_cast<scalar_t>(best[p * count + c]);
+      argmax[c * output_size + p] = where[p * count + c];
+    }
+  }
+}
+
+// Channel-last copy of rows [count, T] into slab [T, count] (float for half inputs), in tiles of
+// kTile x kTile so that reads and writes both stay within a few cache lines.
+template <typename scalar_t, typename acc_t>
+void to_channel_last(const scalar_t* rows, int64_t count, int64_t length, acc_t* slab) {
+  constexpr int64_t kTile = 8;
+  for (int64_t c0 = 0; c0 < count; c0 += kTile) {
+    for (int64_t t0 = 0; t0 < length; t0 += kTile) {
+      for (int64_t c = c0; c < std::min(c0 + kTile, count); ++c) {
+        for (int64_t t = t0; t < std::min(t0 + kTile, length); ++t) {
+          slab[t * count + c] = static_cast<acc_t>(rows[c * length + t]);
+        }
+      }
+    }
+  }
+}
+
+// input [B, C, T], rois [K, 3] -> (output [K, C, output_size], argmax int32 [K, C, output_size]).
+// Parallel over (batch element, channel block): each task makes its channel-last slab once and
+// pools every RoI of its batch element from it.
 std::tuple<at::Tensor, at::Tensor> roi_pool_1d_cpu(const at::Tensor& input, const at::Tensor& rois,
                                                    double spatial_scale, int64_t output_size) {
   roi::check_roi_args(input, rois, output_size);
+  roi::check_argmax_range(input.size(2));
+  const int64_t batch_size = input.size(0);
   const int64_t channels = input.size(1);
   const int64_t length = input.size(2);
   const int64_t num_rois = rois.size(0);
   at::Tensor output = at::empty({num_rois, channels, output_size}, input.options());
-  at::Tensor argmax = at::empty({num_rois, channels, output_size}, input.options().dtype(at::kLong));
+  at::Tensor argmax = at::empty({num_rois, channels, output_size}, input.options().dtype(at::kInt));
   if (output.numel() == 0) {
     return {output, argmax};
   }
@@ -45,31 +141,31 @@ std::tuple<at::Tensor, at::Tensor> roi_pool_1d_cpu(const at::Tensor& input, cons
   const at::Tensor rois_c = rois.contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "roi_pool_1d_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const std::vector<int64_t> batch = roi::batch_indices<scalar_t>(rois_c, input.size(0));
-    const scalar_t* r = rois_c.const_data_ptr<scalar_t>();
+    const PoolBins bins = pool_bins<scalar_t>(rois_c, batch_size, length, spatial_scale, output_size);
+    const auto [order_t, group_begin_t] = roi::group_by_batch(rois_c, batch_size);
+    const int64_t* order = order_t.const_data_ptr<int64_t>();
+    const int64_t* group_begin = group_begin_t.const_data_ptr<int64_t>();
     const scalar_t* in = input_c.const_data_ptr<scalar_t>();
     scalar_t* out = output.mutable_data_ptr<scalar_t>();
-    int64_t* arg = argmax.mutable_data_ptr<int64_t>();
-    const int64_t grain = std::max<int64_t>(1, 32768 / (channels * output_size));
-    at::parallel_for(0, num_rois, grain, [&](int64_t begin, int64_t end) {
-      std::vector<int64_t> lo(output_size), hi(output_size);
-      for (int64_t k = begin; k < end; ++k) {
-        pool_bin_ranges(r + 3 * k, spatial_scale, output_size, length, lo.data(), hi.data());
-        // Bins outer, channels inner: every channel scans the same number of positions, which
-        // keeps the short, variable-length scans well predicted.
-        const scalar_t* slab = in + batch[k] * channels * length;
-        for (int64_t p = 0; p < output_size; ++p) {
-          const int64_t o = k * channels * output_size + p;
-          for (int64_t c = 0; c < channels; ++c) {
-            if (hi[p] <= lo[p]) {  // the bin lies wholly outside the input
-              out[o + c * output_size] = scalar_t(0);
-              arg[o + c * output_size] = -1;
-              continue;
-            }
-            acc_t best;
-            arg[o + c * output_size] = roi::bin_argmax(slab + c * length, lo[p], hi[p], best);
-            out[o + c * output_size] = static_cast<scalar_t>(best);
-          }
+    int32_t* arg = argmax.mutable_data_ptr<int32_t>();
+    const int64_t blocks = (channels + kChannelBlock - 1) / kChannelBlock;
+    at::parallel_for(0, batch_size * blocks, 1, [&](int64_t begin, int64_t end) {
+      std::vector<acc_t> slab, best(output_size * kChannelBlock);
+      std::vector<int32_t> where(output_size * kChannelBlock);
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t b = task / blocks;
+        if (group_begin[b] == group_begin[b + 1]) {
+          continue;
+        }
+        const int64_t c0 = (task % blocks) * kChannelBlock;
+        const int64_t count = std::min(kChannelBlock, channels - c0);
+        slab.resize(length * count);
+        to_channel_last(in + (b * channels + c0) * length, count, length, slab.data());
+        for (int64_t i = group_begin[b]; i < group_begin[b + 1]; ++i) {
+          const int64_t k = order[i];
+          const int64_t o = (k * channels + c0) * output_size;
+          pool_roi(slab.data(), count, bins.lo.data() + k * output_size, bins.hi.data() + k * output_size,
+                   output_size, out + o, arg + o, best.data(), where.data());
         }
       }
     });
@@ -77,7 +173,30 @@ std::tuple<at::Tensor, at::Tensor> roi_pool_1d_cpu(const at::Tensor& input, cons
   return {output, argmax};
 }
 
-// grad [K, C, output_size], argmax [K, C, output_size] -> grad_input [B, C, T].
+// Adds the gradients of the RoIs order[first:last] (all of one batch element) for channels
+// [c0, c0 + count) at their argmax positions: sum [count, length] (zeroed by the caller).
+template <typename scalar_t, typename acc_t>
+void add_roi_gradients(const scalar_t* grad, const int32_t* argmax, const int64_t* order, int64_t first,
+                       int64_t last, int64_t channels, int64_t output_size, int64_t length, int64_t c0,
+                       int64_t count, acc_t* sum) {
+  for (int64_t i = first; i < last; ++i) {
+    const int64_t o = (order[i] * channels + c0) * output_size;
+    const scalar_t* g = grad + o;
+    const int32_t* where = argmax + o;
+    for (int64_t c = 0; c < count; ++c) {
+      acc_t* row = sum + c * length;
+      for (int64_t p = 0; p < output_size; ++p) {
+        const int64_t t = where[c * output_size + p];
+        TORCH_CHECK(t >= -1 && t < length, "argmax: position ", t, " outside [-1, ", length, ")");
+        if (t >= 0) {
+          row[t] += static_cast<acc_t>(g[c * output_size + p]);
+        }
+      }
+    }
+  }
+}
+
+// grad [K, C, output_size], argmax int32 [K, C, output_size] -> grad_input [B, C, T].
 at::Tensor roi_pool_1d_backward_cpu(const at::Tensor& grad, const at::Tensor& rois, const at::Tensor& argmax,
                                     int64_t batch_size, int64_t channels, int64_t length) {
   roi::check_roi_pool_grad_args(grad, rois, argmax, channels, length);
@@ -97,27 +216,20 @@ at::Tensor roi_pool_1d_backward_cpu(const at::Tensor& grad, const at::Tensor& ro
     const int64_t* order = order_t.const_data_ptr<int64_t>();
     const int64_t* group_begin = group_begin_t.const_data_ptr<int64_t>();
     const scalar_t* g = grad_c.const_data_ptr<scalar_t>();
-    const int64_t* arg = argmax_c.const_data_ptr<int64_t>();
+    const int32_t* arg = argmax_c.const_data_ptr<int32_t>();
     scalar_t* out = grad_input.mutable_data_ptr<scalar_t>();
-    const int64_t grain = std::max<int64_t>(1, 2048 / length);
-    at::parallel_for(0, batch_size * channels, grain, [&](int64_t begin, int64_t end) {
-      std::vector<acc_t> row(length);
-      for (int64_t r = begin; r < end; ++r) {
-        const int64_t b = r / channels;
-        const int64_t c = r % channels;
-        std::fill(row.begin(), row.end(), acc_t(0));
-        for (int64_t i = group_begin[b]; i < group_begin[b + 1]; ++i) {
-          const int64_t o = (order[i] * channels + c) * output_size;
-          for (int64_t p = 0; p < output_size; ++p) {
-            const int64_t where = arg[o + p];
-            TORCH_CHECK(where >= -1 && where < length, "argmax: position ", where, " outside [-1, ", length,
-                        ")");
-            if (where >= 0) {
-              row[where] += static_cast<acc_t>(g[o + p]);
-            }
-          }
-        }
-        std::copy(row.begin(), row.end(), out + r * length);
+    const int64_t blocks = (channels + kGradChannelBlock - 1) / kGradChannelBlock;
+    at::parallel_for(0, batch_size * blocks, 1, [&](int64_t begin, int64_t end) {
+      std::vector<acc_t> sum(kGradChannelBlock * length);
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t b = task / blocks;
+        const int64_t c0 = (task % blocks) * kGradChannelBlock;
+        const int64_t count = std::min(kGradChannelBlock, channels - c0);
+        std::fill_n(sum.begin(), count * length, acc_t(0));
+        add_roi_gradients(g, arg, order, group_begin[b], group_begin[b + 1], channels, output_size, length, c0,
+                          count, sum.data());
+        std::transform(sum.begin(), sum.begin() + count * length, out + (b * channels + c0) * length,
+                       [](acc_t value) { return static_cast<scalar_t>(value); });
       }
     });
   });
