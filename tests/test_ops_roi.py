@@ -124,6 +124,9 @@ def test_pool_outside_bins_are_empty_and_get_no_gradient() -> None:
     assert roi_pool_1d_reference(x, rois, 2)[1].flatten().tolist() == [-1, -1, -1, 1, 1, 3, 1, 3]
     out.sum().backward()
     assert x.grad.flatten().tolist() == [0, 3, 0, 2, 0, 0]
+    # A batch element whose only RoI lies wholly outside the input.
+    two = torch.cat([x.detach(), x.detach()])  # [2, 1, 6]
+    assert roi_pool_1d(two, rois_of((1, 7, 9), (0, 1, 4)), 2).flatten().tolist() == [0, 0, 5, 8]
 
 
 def test_pool_ties_take_the_first_and_nan_propagates() -> None:

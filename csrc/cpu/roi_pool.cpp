@@ -17,7 +17,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "../roi_common.h"
@@ -59,13 +61,14 @@ PoolBins pool_bins(const at::Tensor& rois, int64_t batch_size, int64_t length, d
   return bins;
 }
 
-// Maximum over positions [lo, hi) (lo < hi) of `count` channels of a channel-last slab
-// (position t, channel c at slab[t * count + c]): best[c] and where[c] receive the first maximum
-// and its position, or the first NaN, which wins (the rule of roi::bin_argmax).
+// Maximum over positions [lo, hi) (lo < hi) of `count` channels of a channel-last slab that
+// starts at position `origin` (position t, channel c at slab[(t - origin) * count + c]): best[c]
+// and where[c] receive the first maximum and its position, or the first NaN, which wins (the rule
+// of roi::bin_argmax).
 template <typename acc_t>
-void bin_max_over_channels(const acc_t* __restrict__ slab, int64_t count, int32_t lo, int32_t hi,
-                           acc_t* __restrict__ best, int32_t* __restrict__ where) {
-  const acc_t* row = slab + lo * count;
+void bin_max_over_channels(const acc_t* __restrict__ slab, int64_t count, int32_t origin, int32_t lo,
+                           int32_t hi, acc_t* __restrict__ best, int32_t* __restrict__ where) {
+  const acc_t* row = slab + (lo - origin) * count;
   for (int64_t c = 0; c < count; ++c) {
     best[c] = row[c];
     where[c] = lo;
@@ -84,17 +87,18 @@ void bin_max_over_channels(const acc_t* __restrict__ slab, int64_t count, int32_
   }
 }
 
-// Pools `count` channels of one RoI: slab [T, count] (channel-last), lo/hi [P] its bins ->
-// out, argmax [count, P]. best/where: output_size * count scratch.
+// Pools `count` channels of one RoI: slab [span, count] (channel-last, from position `origin`;
+// it covers the RoI's bins lo/hi [P]) -> out, argmax [count, P]. best/where: output_size * count
+// scratch.
 template <typename scalar_t, typename acc_t>
-void pool_roi(const acc_t* slab, int64_t count, const int32_t* lo, const int32_t* hi, int64_t output_size,
-              scalar_t* out, int32_t* argmax, acc_t* best, int32_t* where) {
+void pool_roi(const acc_t* slab, int64_t count, int32_t origin, const int32_t* lo, const int32_t* hi,
+              int64_t output_size, scalar_t* out, int32_t* argmax, acc_t* best, int32_t* where) {
   for (int64_t p = 0; p < output_size; ++p) {
     if (hi[p] <= lo[p]) {  // the bin lies wholly outside the input
       std::fill_n(best + p * count, count, acc_t(0));
       std::fill_n(where + p * count, count, int32_t{-1});
     } else {
-      bin_max_over_channels(slab, count, lo[p], hi[p], best + p * count, where + p * count);
+      bin_max_over_channels(slab, count, origin, lo[p], hi[p], best + p * count, where + p * count);
     }
   }
   for (int64_t c = 0; c < count; ++c) {  // back to the output's [C, P] layout
@@ -105,25 +109,41 @@ void pool_roi(const acc_t* slab, int64_t count, const int32_t* lo, const int32_t
   }
 }
 
-// Channel-last copy of rows [count, T] into slab [T, count] (float for half inputs), in tiles of
-// kTile x kTile so that reads and writes both stay within a few cache lines.
+// Channel-last copy of `span` positions of `count` rows (`stride` apart) into slab [span, count]
+// (float for half inputs), in tiles of kTile x kTile so that reads and writes both stay within a
+// few cache lines.
 template <typename scalar_t, typename acc_t>
-void to_channel_last(const scalar_t* rows, int64_t count, int64_t length, acc_t* slab) {
+void to_channel_last(const scalar_t* rows, int64_t count, int64_t stride, int64_t span, acc_t* slab) {
   constexpr int64_t kTile = 8;
   for (int64_t c0 = 0; c0 < count; c0 += kTile) {
-    for (int64_t t0 = 0; t0 < length; t0 += kTile) {
-      for (int64_t c = c0; c < std::min(c0 + kTile, count); ++c) {
-        for (int64_t t = t0; t < std::min(t0 + kTile, length); ++t) {
-          slab[t * count + c] = static_cast<acc_t>(rows[c * length + t]);
+    const int64_t c1 = std::min(c0 + kTile, count);
+    for (int64_t t0 = 0; t0 < span; t0 += kTile) {
+      const int64_t t1 = std::min(t0 + kTile, span);
+      for (int64_t c = c0; c < c1; ++c) {
+        for (int64_t t = t0; t < t1; ++t) {
+          slab[t * count + c] = static_cast<acc_t>(rows[c * stride + t]);
         }
       }
     }
   }
 }
 
+// Positions [first, last) covered by the RoIs order[begin:end]: bins never move left, so a RoI
+// covers [lo of its first bin, hi of its last bin). Empty when last <= first.
+inline std::pair<int32_t, int32_t> covered_positions(const PoolBins& bins, const int64_t* order, int64_t begin,
+                                                     int64_t end, int64_t output_size) {
+  int32_t first = std::numeric_limits<int32_t>::max();
+  int32_t last = 0;
+  for (int64_t i = begin; i < end; ++i) {
+    first = std::min(first, bins.lo[order[i] * output_size]);
+    last = std::max(last, bins.hi[order[i] * output_size + output_size - 1]);
+  }
+  return {first, last};
+}
+
 // input [B, C, T], rois [K, 3] -> (output [K, C, output_size], argmax int32 [K, C, output_size]).
-// Parallel over (batch element, channel block): each task makes its channel-last slab once and
-// pools every RoI of its batch element from it.
+// Parallel over (batch element, channel block): each task makes a channel-last copy of the
+// positions its RoIs cover once and pools every RoI of its batch element from it.
 std::tuple<at::Tensor, at::Tensor> roi_pool_1d_cpu(const at::Tensor& input, const at::Tensor& rois,
                                                    double spatial_scale, int64_t output_size) {
   roi::check_roi_args(input, rois, output_size);
@@ -159,12 +179,15 @@ std::tuple<at::Tensor, at::Tensor> roi_pool_1d_cpu(const at::Tensor& input, cons
         }
         const int64_t c0 = (task % blocks) * kChannelBlock;
         const int64_t count = std::min(kChannelBlock, channels - c0);
-        slab.resize(length * count);
-        to_channel_last(in + (b * channels + c0) * length, count, length, slab.data());
+        const auto [first, last] = covered_positions(bins, order, group_begin[b], group_begin[b + 1], output_size);
+        if (last > first) {  // else every bin of these RoIs is empty: pool_roi reads no slab
+          slab.resize((last - first) * count);
+          to_channel_last(in + (b * channels + c0) * length + first, count, length, last - first, slab.data());
+        }
         for (int64_t i = group_begin[b]; i < group_begin[b + 1]; ++i) {
           const int64_t k = order[i];
           const int64_t o = (k * channels + c0) * output_size;
-          pool_roi(slab.data(), count, bins.lo.data() + k * output_size, bins.hi.data() + k * output_size,
+          pool_roi(slab.data(), count, first, bins.lo.data() + k * output_size, bins.hi.data() + k * output_size,
                    output_size, out + o, arg + o, best.data(), where.data());
         }
       }
@@ -174,7 +197,8 @@ std::tuple<at::Tensor, at::Tensor> roi_pool_1d_cpu(const at::Tensor& input, cons
 }
 
 // Adds the gradients of the RoIs order[first:last] (all of one batch element) for channels
-// [c0, c0 + count) at their argmax positions: sum [count, length] (zeroed by the caller).
+// [c0, c0 + count) at their argmax positions t: sum [count, length + 1] (zeroed by the caller)
+// receives them at t + 1; column 0 collects those of the empty bins (t = -1), without a branch.
 template <typename scalar_t, typename acc_t>
 void add_roi_gradients(const scalar_t* grad, const int32_t* argmax, const int64_t* order, int64_t first,
                        int64_t last, int64_t channels, int64_t output_size, int64_t length, int64_t c0,
@@ -184,13 +208,12 @@ void add_roi_gradients(const scalar_t* grad, const int32_t* argmax, const int64_
     const scalar_t* g = grad + o;
     const int32_t* where = argmax + o;
     for (int64_t c = 0; c < count; ++c) {
-      acc_t* row = sum + c * length;
+      acc_t* row = sum + c * (length + 1);
       for (int64_t p = 0; p < output_size; ++p) {
-        const int64_t t = where[c * output_size + p];
-        TORCH_CHECK(t >= -1 && t < length, "argmax: position ", t, " outside [-1, ", length, ")");
-        if (t >= 0) {
-          row[t] += static_cast<acc_t>(g[c * output_size + p]);
-        }
+        const int64_t slot = int64_t{where[c * output_size + p]} + 1;
+        TORCH_CHECK(static_cast<uint64_t>(slot) <= static_cast<uint64_t>(length), "argmax: position ", slot - 1,
+                    " outside [-1, ", length, ")");
+        row[slot] += static_cast<acc_t>(g[c * output_size + p]);
       }
     }
   }
@@ -220,16 +243,19 @@ at::Tensor roi_pool_1d_backward_cpu(const at::Tensor& grad, const at::Tensor& ro
     scalar_t* out = grad_input.mutable_data_ptr<scalar_t>();
     const int64_t blocks = (channels + kGradChannelBlock - 1) / kGradChannelBlock;
     at::parallel_for(0, batch_size * blocks, 1, [&](int64_t begin, int64_t end) {
-      std::vector<acc_t> sum(kGradChannelBlock * length);
+      std::vector<acc_t> sum(kGradChannelBlock * (length + 1));
       for (int64_t task = begin; task < end; ++task) {
         const int64_t b = task / blocks;
         const int64_t c0 = (task % blocks) * kGradChannelBlock;
         const int64_t count = std::min(kGradChannelBlock, channels - c0);
-        std::fill_n(sum.begin(), count * length, acc_t(0));
+        std::fill_n(sum.begin(), count * (length + 1), acc_t(0));
         add_roi_gradients(g, arg, order, group_begin[b], group_begin[b + 1], channels, output_size, length, c0,
                           count, sum.data());
-        std::transform(sum.begin(), sum.begin() + count * length, out + (b * channels + c0) * length,
-                       [](acc_t value) { return static_cast<scalar_t>(value); });
+        for (int64_t c = 0; c < count; ++c) {
+          const acc_t* row = sum.data() + c * (length + 1) + 1;
+          std::transform(row, row + length, out + (b * channels + c0 + c) * length,
+                         [](acc_t value) { return static_cast<scalar_t>(value); });
+        }
       }
     });
   });
