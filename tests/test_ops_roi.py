@@ -206,9 +206,10 @@ def test_compiled_roi_pool_matches_reference(dtype: torch.dtype, scale: float) -
 
 @needs_compiled
 def test_compiled_roi_pool_matches_reference_across_channel_blocks_and_with_nan() -> None:
-    # 130 channels: the CPU kernels pool 128 channels at a time (the backward 64), so also a partial
-    # block. NaNs at random places: the first NaN of a bin is its maximum.
-    x, rois = random_case(8, torch.float32, batch=3, channels=130, length=37, rois=40)
+    # At T = 200 the CPU kernels take 40 channels per task (the backward 81): 130 channels make
+    # several tasks per batch element and a partial last one. NaNs at random places: the first NaN
+    # of a bin is its maximum.
+    x, rois = random_case(8, torch.float32, batch=3, channels=130, length=200, rois=40)
     x[torch.rand(x.shape, generator=torch.Generator().manual_seed(1)) < 0.02] = float("nan")
     out, arg = torch.ops.rc3d_af.roi_pool_1d(x, rois, 1.0, 7)
     ref, ref_arg = roi_pool_1d_reference(x, rois, 7)
@@ -245,7 +246,7 @@ def test_compiled_half_precision_computes_in_float(dtype: torch.dtype) -> None:
 
 @needs_compiled
 def test_cpu_backward_does_not_depend_on_thread_count() -> None:
-    x, rois = random_case(6, torch.float32, batch=2, channels=130, length=40, rois=200)
+    x, rois = random_case(6, torch.float32, batch=2, channels=130, length=200, rois=200)  # several tasks
     previous = torch.get_num_threads()
     grads = []
     try:

@@ -27,11 +27,15 @@
 namespace rc3d_af {
 namespace {
 
-// Channels pooled together: a block's channel-last slab (T * kChannelBlock values) and running
-// maxima (output_size * kChannelBlock values and positions) stay in cache.
-constexpr int64_t kChannelBlock = 128;
-// Channels per backward task: a task's gradient rows (kGradChannelBlock * T) stay in cache.
-constexpr int64_t kGradChannelBlock = 64;
+// Channels per task: as many as keep a task's working set (forward: its channel-last slab, T
+// values per channel; backward: its gradient rows, T + 1 values per channel) within about
+// `budget` values, so that it stays in cache (at T = 128: 64 channels forward, 126 backward).
+constexpr int64_t kSlabValues = 8192;
+constexpr int64_t kGradRowValues = 16384;
+
+inline int64_t channels_per_task(int64_t channels, int64_t values_per_channel, int64_t budget) {
+  return std::clamp<int64_t>(budget / values_per_channel, 1, channels);
+}
 
 // The bins of every RoI: positions [lo[k * P + p], hi[k * P + p]) of bin p of RoI k, clipped to
 // the input (empty when hi <= lo).
@@ -168,17 +172,18 @@ std::tuple<at::Tensor, at::Tensor> roi_pool_1d_cpu(const at::Tensor& input, cons
     const scalar_t* in = input_c.const_data_ptr<scalar_t>();
     scalar_t* out = output.mutable_data_ptr<scalar_t>();
     int32_t* arg = argmax.mutable_data_ptr<int32_t>();
-    const int64_t blocks = (channels + kChannelBlock - 1) / kChannelBlock;
+    const int64_t block = channels_per_task(channels, length, kSlabValues);
+    const int64_t blocks = (channels + block - 1) / block;
     at::parallel_for(0, batch_size * blocks, 1, [&](int64_t begin, int64_t end) {
-      std::vector<acc_t> slab, best(output_size * kChannelBlock);
-      std::vector<int32_t> where(output_size * kChannelBlock);
+      std::vector<acc_t> slab, best(output_size * block);
+      std::vector<int32_t> where(output_size * block);
       for (int64_t task = begin; task < end; ++task) {
         const int64_t b = task / blocks;
         if (group_begin[b] == group_begin[b + 1]) {
           continue;
         }
-        const int64_t c0 = (task % blocks) * kChannelBlock;
-        const int64_t count = std::min(kChannelBlock, channels - c0);
+        const int64_t c0 = (task % blocks) * block;
+        const int64_t count = std::min(block, channels - c0);
         const auto [first, last] = covered_positions(bins, order, group_begin[b], group_begin[b + 1], output_size);
         if (last > first) {  // else every bin of these RoIs is empty: pool_roi reads no slab
           slab.resize((last - first) * count);
@@ -241,13 +246,14 @@ at::Tensor roi_pool_1d_backward_cpu(const at::Tensor& grad, const at::Tensor& ro
     const scalar_t* g = grad_c.const_data_ptr<scalar_t>();
     const int32_t* arg = argmax_c.const_data_ptr<int32_t>();
     scalar_t* out = grad_input.mutable_data_ptr<scalar_t>();
-    const int64_t blocks = (channels + kGradChannelBlock - 1) / kGradChannelBlock;
+    const int64_t block = channels_per_task(channels, length + 1, kGradRowValues);
+    const int64_t blocks = (channels + block - 1) / block;
     at::parallel_for(0, batch_size * blocks, 1, [&](int64_t begin, int64_t end) {
-      std::vector<acc_t> sum(kGradChannelBlock * (length + 1));
+      std::vector<acc_t> sum(block * (length + 1));
       for (int64_t task = begin; task < end; ++task) {
         const int64_t b = task / blocks;
-        const int64_t c0 = (task % blocks) * kGradChannelBlock;
-        const int64_t count = std::min(kGradChannelBlock, channels - c0);
+        const int64_t c0 = (task % blocks) * block;
+        const int64_t count = std::min(block, channels - c0);
         std::fill_n(sum.begin(), count * (length + 1), acc_t(0));
         add_roi_gradients(g, arg, order, group_begin[b], group_begin[b + 1], channels, output_size, length, c0,
                           count, sum.data());
