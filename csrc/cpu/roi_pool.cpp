@@ -19,8 +19,13 @@
 #include <cstdint>
 #include <limits>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "../roi_common.h"
 
@@ -65,6 +70,55 @@ PoolBins pool_bins(const at::Tensor& rois, int64_t batch_size, int64_t length, d
   return bins;
 }
 
+// Asks for [begin, begin + bytes) to be brought into the cache (kWrite: for writing) ahead of use.
+// The RoIs of a batch element lie anywhere in the [K, C, P] outputs and gradients: the hardware
+// cannot guess where the next one starts, so each RoI's rows are requested while the previous one
+// is processed.
+template <int kWrite>
+inline void prefetch(const void* begin, int64_t bytes) {
+#if defined(__GNUC__)
+  constexpr int64_t kCacheLine = 64;
+  for (int64_t offset = 0; offset < bytes; offset += kCacheLine) {
+    __builtin_prefetch(static_cast<const char*>(begin) + offset, kWrite);
+  }
+#endif
+}
+
+// dst[j * dst_stride + i] = src[i * src_stride + j] for i < rows, j < cols: a transposed copy
+// (converting S to D). Same-type 32-bit values go 4 x 4 at a time through SSE2 registers where
+// the target has them; the rest one by one.
+template <typename S, typename D>
+void transpose(const S* src, int64_t rows, int64_t cols, int64_t src_stride, D* dst, int64_t dst_stride) {
+  int64_t rows4 = 0;  // rows and columns done in 4 x 4 tiles
+  int64_t cols4 = 0;
+#if defined(__SSE2__)
+  if constexpr (std::is_same_v<S, D> && sizeof(S) == sizeof(float)) {
+    rows4 = rows / 4 * 4;
+    cols4 = cols / 4 * 4;
+    for (int64_t j = 0; j < cols4; j += 4) {
+      for (int64_t i = 0; i < rows4; i += 4) {
+        const float* s = reinterpret_cast<const float*>(src + i * src_stride + j);
+        __m128 r0 = _mm_loadu_ps(s);
+        __m128 r1 = _mm_loadu_ps(s + src_stride);
+        __m128 r2 = _mm_loadu_ps(s + 2 * src_stride);
+        __m128 r3 = _mm_loadu_ps(s + 3 * src_stride);
+        _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+        float* d = reinterpret_cast<float*>(dst + j * dst_stride + i);
+        _mm_storeu_ps(d, r0);
+        _mm_storeu_ps(d + dst_stride, r1);
+        _mm_storeu_ps(d + 2 * dst_stride, r2);
+        _mm_storeu_ps(d + 3 * dst_stride, r3);
+      }
+    }
+  }
+#endif
+  for (int64_t j = 0; j < cols; ++j) {
+    for (int64_t i = j < cols4 ? rows4 : 0; i < rows; ++i) {
+      dst[j * dst_stride + i] = static_cast<D>(src[i * src_stride + j]);
+    }
+  }
+}
+
 // Maximum over positions [lo, hi) (lo < hi) of `count` channels of a channel-last slab that
 // starts at position `origin` (position t, channel c at slab[(t - origin) * count + c]): best[c]
 // and where[c] receive the first maximum and its position, or the first NaN, which wins (the rule
@@ -105,31 +159,9 @@ void pool_roi(const acc_t* slab, int64_t count, int32_t origin, const int32_t* l
       bin_max_over_channels(slab, count, origin, lo[p], hi[p], best + p * count, where + p * count);
     }
   }
-  for (int64_t c = 0; c < count; ++c) {  // back to the output's [C, P] layout
-    for (int64_t p = 0; p < output_size; ++p) {
-      out[c * output_size + p] = static_cast<scalar_t>(best[p * count + c]);
-      argmax[c * output_size + p] = where[p * count + c];
-    }
-  }
-}
-
-// Channel-last copy of `span` positions of `count` rows (`stride` apart) into slab [span, count]
-// (float for half inputs), in tiles of kTile x kTile so that reads and writes both stay within a
-// few cache lines.
-template <typename scalar_t, typename acc_t>
-void to_channel_last(const scalar_t* rows, int64_t count, int64_t stride, int64_t span, acc_t* slab) {
-  constexpr int64_t kTile = 8;
-  for (int64_t c0 = 0; c0 < count; c0 += kTile) {
-    const int64_t c1 = std::min(c0 + kTile, count);
-    for (int64_t t0 = 0; t0 < span; t0 += kTile) {
-      const int64_t t1 = std::min(t0 + kTile, span);
-      for (int64_t c = c0; c < c1; ++c) {
-        for (int64_t t = t0; t < t1; ++t) {
-          slab[t * count + c] = static_cast<acc_t>(rows[c * stride + t]);
-        }
-      }
-    }
-  }
+  // Back to the output's [C, P] layout.
+  transpose(best, output_size, count, count, out, output_size);
+  transpose(where, output_size, count, count, argmax, output_size);
 }
 
 // Positions [first, last) covered by the RoIs order[begin:end]: bins never move left, so a RoI
@@ -187,11 +219,17 @@ std::tuple<at::Tensor, at::Tensor> roi_pool_1d_cpu(const at::Tensor& input, cons
         const auto [first, last] = covered_positions(bins, order, group_begin[b], group_begin[b + 1], output_size);
         if (last > first) {  // else every bin of these RoIs is empty: pool_roi reads no slab
           slab.resize((last - first) * count);
-          to_channel_last(in + (b * channels + c0) * length + first, count, length, last - first, slab.data());
+          // Channel-last copy of the covered positions of the block's rows (float for half inputs).
+          transpose(in + (b * channels + c0) * length + first, count, last - first, length, slab.data(), count);
         }
         for (int64_t i = group_begin[b]; i < group_begin[b + 1]; ++i) {
           const int64_t k = order[i];
           const int64_t o = (k * channels + c0) * output_size;
+          if (i + 1 < group_begin[b + 1]) {
+            const int64_t next = (order[i + 1] * channels + c0) * output_size;
+            prefetch<1>(out + next, count * output_size * static_cast<int64_t>(sizeof(scalar_t)));
+            prefetch<1>(arg + next, count * output_size * static_cast<int64_t>(sizeof(int32_t)));
+          }
           pool_roi(slab.data(), count, first, bins.lo.data() + k * output_size, bins.hi.data() + k * output_size,
                    output_size, out + o, arg + o, best.data(), where.data());
         }
@@ -208,11 +246,16 @@ template <typename scalar_t, typename acc_t>
 void add_roi_gradients(const scalar_t* grad, const int32_t* argmax, const int64_t* order, int64_t first,
                        int64_t last, int64_t channels, int64_t output_size, int64_t length, int64_t c0,
                        int64_t count, acc_t* sum) {
+  const int64_t grad_row_bytes = output_size * static_cast<int64_t>(sizeof(scalar_t));
+  const int64_t argmax_row_bytes = output_size * static_cast<int64_t>(sizeof(int32_t));
   for (int64_t i = first; i < last; ++i) {
     const int64_t o = (order[i] * channels + c0) * output_size;
+    const int64_t next = (order[i + 1 < last ? i + 1 : i] * channels + c0) * output_size;
     const scalar_t* g = grad + o;
     const int32_t* where = argmax + o;
     for (int64_t c = 0; c < count; ++c) {
+      prefetch<0>(grad + next + c * output_size, grad_row_bytes);  // the next RoI's row of channel c
+      prefetch<0>(argmax + next + c * output_size, argmax_row_bytes);
       acc_t* row = sum + c * (length + 1);
       for (int64_t p = 0; p < output_size; ++p) {
         const int64_t slot = int64_t{where[c * output_size + p]} + 1;
