@@ -3,9 +3,10 @@
 Implementations: the compiled kernels (when built), the pure-PyTorch fallback, and
 torchvision.ops.roi_align / roi_pool on height-1 images (when torchvision is importable).
 Sizes: B=32, C=512, T=128, K=512 RoIs, 16 bins, sampling ratio 2 (RoIAlign). Each figure is the
-median of repeated runs in milliseconds.
+median of repeated runs in milliseconds: wall time, or with --clock cpu the process CPU time (all
+threads, system time included), which a machine busy with other jobs disturbs less.
 
-    python benchmarks/ops_roi.py [--threads 1 2] [--repeats 7] [--device cpu cuda]
+    python benchmarks/ops_roi.py [--threads 1 2] [--repeats 7] [--device cpu cuda] [--clock wall|cpu]
 """
 
 from __future__ import annotations
@@ -68,26 +69,30 @@ def implementations(rois: torch.Tensor) -> dict[str, dict[str, Op]]:
     return impls
 
 
-def time_once(fn: Op, features: torch.Tensor, grad: torch.Tensor) -> tuple[float, float]:
-    """Forward and backward milliseconds of one call."""
+def time_once(
+    fn: Op, features: torch.Tensor, grad: torch.Tensor, clock: Callable[[], float] = time.perf_counter
+) -> tuple[float, float]:
+    """Forward and backward milliseconds of one call on ``clock``."""
     x = features.detach().requires_grad_(True)
     sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
     sync()
-    start = time.perf_counter()
+    start = clock()
     out = fn(x)
     sync()
-    middle = time.perf_counter()
+    middle = clock()
     out.backward(grad)
     sync()
-    return (middle - start) * 1e3, (time.perf_counter() - middle) * 1e3
+    return (middle - start) * 1e3, (clock() - middle) * 1e3
 
 
-def run(threads: int, repeats: int = 7, device: str = "cpu") -> list[dict]:
-    """Rows {op, impl, threads, device, forward_ms, backward_ms, total_ms} at the sizes above.
+def run(threads: int, repeats: int = 7, device: str = "cpu", clock: str = "wall") -> list[dict]:
+    """Rows {op, impl, threads, device, clock, forward_ms, backward_ms, total_ms} at the sizes above.
 
     Implementations take turns within each repetition, so that a busy machine slows them alike;
-    one warm-up round first; the slow fallback runs in the first 3 rounds only.
+    one warm-up round first; the slow fallback runs in the first 3 rounds only. ``clock``:
+    ``"wall"`` (time.perf_counter) or ``"cpu"`` (time.process_time).
     """
+    timer = time.perf_counter if clock == "wall" else time.process_time
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -100,7 +105,7 @@ def run(threads: int, repeats: int = 7, device: str = "cpu") -> list[dict]:
                 for name, fn in impls.items():
                     if name == "fallback" and attempt > 3:
                         continue
-                    measured = time_once(fn, features, grad)
+                    measured = time_once(fn, features, grad, timer)
                     if attempt:
                         times[name].append(measured)
             for name, measured in times.items():
@@ -112,6 +117,7 @@ def run(threads: int, repeats: int = 7, device: str = "cpu") -> list[dict]:
                         "impl": name,
                         "threads": threads,
                         "device": device,
+                        "clock": clock,
                         "forward_ms": forward,
                         "backward_ms": backward,
                         "total_ms": forward + backward,
@@ -145,17 +151,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--device", nargs="+", default=["cpu"], choices=["cpu", "cuda"])
+    parser.add_argument(
+        "--clock", choices=["wall", "cpu"], default="wall", help="wall time or process CPU time"
+    )
     args = parser.parse_args()
     print(f"torch {torch.__version__}, torchvision {getattr(torchvision, '__version__', 'not importable')}")
     print(
         f"B={BATCH} C={CHANNELS} T={LENGTH} K={NUM_ROIS} output_size={OUTPUT_SIZE} "
-        f"sampling_ratio={SAMPLING_RATIO} (roi_align), float32"
+        f"sampling_ratio={SAMPLING_RATIO} (roi_align), float32, {args.clock} time"
     )
     rows = [
         row
         for device in args.device
         for threads in args.threads
-        for row in run(threads, args.repeats, device)
+        for row in run(threads, args.repeats, device, args.clock)
     ]
     print(format_rows(rows))
 

@@ -32,8 +32,8 @@ TORCH_LIBRARY(rc3d_af, m) {
   m.def(
       "_roi_align_1d_backward(Tensor grad, Tensor rois, float spatial_scale, int output_size, "
       "int batch_size, int channels, int length, int sampling_ratio, bool aligned) -> Tensor");
-  // RoI max pooling; returns (output [K, C, output_size], argmax int64 [K, C, output_size]) where
-  // argmax is the index along T of the maximum, -1 for an empty bin.
+  // RoI max pooling; returns (output [K, C, output_size], argmax int32 [K, C, output_size]) where
+  // argmax is the index along T of the maximum, -1 for an empty bin (int32: T < 2^31 is checked).
   m.def("roi_pool_1d(Tensor input, Tensor rois, float spatial_scale, int output_size) -> (Tensor, Tensor)");
   // The backward needs each RoI's batch index (rois) to place the gradient at argmax.
   m.def(

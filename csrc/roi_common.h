@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <tuple>
 #include <vector>
 
@@ -54,14 +55,22 @@ inline void check_roi_grad_args(const at::Tensor& grad, const at::Tensor& rois, 
   TORCH_CHECK(rois.size(0) == 0 || length > 0, "length: expected T > 0 when rois are given, got ", length);
 }
 
-// The arguments of the RoI pooling backward: grad [K, C, output_size] and its argmax (same shape, int64).
+// RoI pooling records the argmax positions as int32 (half the memory traffic of int64): the time
+// axis must fit.
+inline void check_argmax_range(int64_t length) {
+  TORCH_CHECK(length <= std::numeric_limits<int32_t>::max(), "input: T = ", length,
+              " exceeds the int32 range of the argmax positions");
+}
+
+// The arguments of the RoI pooling backward: grad [K, C, output_size] and its argmax (same shape, int32).
 inline void check_roi_pool_grad_args(const at::Tensor& grad, const at::Tensor& rois, const at::Tensor& argmax,
                                      int64_t channels, int64_t length) {
   TORCH_CHECK(grad.dim() == 3, "grad: expected shape [K, C, output_size], got ", grad.sizes());
   check_roi_grad_args(grad, rois, grad.size(2), channels, length);
-  TORCH_CHECK(argmax.sizes() == grad.sizes() && argmax.scalar_type() == at::kLong &&
+  check_argmax_range(length);
+  TORCH_CHECK(argmax.sizes() == grad.sizes() && argmax.scalar_type() == at::kInt &&
                   argmax.device() == grad.device(),
-              "argmax: expected int64 of shape ", grad.sizes(), " on ", grad.device(), ", got ",
+              "argmax: expected int32 of shape ", grad.sizes(), " on ", grad.device(), ", got ",
               argmax.scalar_type(), " ", argmax.sizes(), " on ", argmax.device());
 }
 

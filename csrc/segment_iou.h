@@ -40,17 +40,6 @@ inline void check_segment_iou_args(const at::Tensor& a, const at::Tensor& b) {
               a.scalar_type());
 }
 
-// Value checks cost one pass over the data (and a device sync on CUDA); the NMS kernels need them
-// because a NaN score would break the sort order.
-inline void check_segment_values(const at::Tensor& segments, const char* name) {
-  if (segments.numel() == 0) {
-    return;
-  }
-  TORCH_CHECK(!at::isnan(segments).any().item<bool>(), name, ": contains NaN");
-  TORCH_CHECK(!at::lt(segments.select(1, 1), segments.select(1, 0)).any().item<bool>(), name,
-              ": a segment has end < start; segments must be (start, end)");
-}
-
 inline void check_scores_arg(const at::Tensor& scores, const at::Tensor& segments) {
   TORCH_CHECK(scores.dim() == 1 && scores.size(0) == segments.size(0), "scores: expected shape [",
               segments.size(0), "] (one per segment), got ", scores.sizes());
@@ -58,7 +47,22 @@ inline void check_scores_arg(const at::Tensor& scores, const at::Tensor& segment
               " differs from segments dtype ", segments.scalar_type());
   TORCH_CHECK(scores.device() == segments.device(), "scores: on ", scores.device(),
               " but segments on ", segments.device());
-  TORCH_CHECK(scores.numel() == 0 || !at::isnan(scores).any().item<bool>(), "scores: contains NaN");
+}
+
+// The value checks of the NMS inputs (a NaN score would break the sort order), as bits of a 0-dim
+// int64 tensor computed on the inputs' device without a host synchronisation: 1 = a NaN score,
+// 2 = a NaN in the segments, 4 = a segment with end < start. The CUDA kernels bring the bits back
+// with the copy to the host that greedy NMS needs anyway; check_nms_value_bits reads them.
+inline at::Tensor nms_value_bits(const at::Tensor& segments, const at::Tensor& scores) {
+  const at::Tensor reversed = at::lt(segments.select(1, 1), segments.select(1, 0)).any();
+  return at::isnan(scores).any().to(at::kLong) + at::isnan(segments).any().to(at::kLong) * 2 +
+         reversed.to(at::kLong) * 4;
+}
+
+inline void check_nms_value_bits(int64_t bits) {
+  TORCH_CHECK(!(bits & 1), "scores: contains NaN");
+  TORCH_CHECK(!(bits & 2), "segments: contains NaN");
+  TORCH_CHECK(!(bits & 4), "segments: a segment has end < start; segments must be (start, end)");
 }
 
 inline void check_labels_arg(const at::Tensor& labels, const at::Tensor& segments) {
@@ -75,12 +79,12 @@ inline void check_iou_threshold_arg(double iou_threshold) {
               "iou_threshold: expected a number in [0, 1], got ", iou_threshold);
 }
 
-// The arguments shared by nms_1d and batched_nms_1d (labels are checked by the batched entry point).
+// The structural arguments shared by nms_1d and batched_nms_1d (labels are checked by the batched
+// entry point; values by nms_value_bits).
 inline void check_nms_args(const at::Tensor& segments, const at::Tensor& scores, double iou_threshold) {
   check_segments_arg(segments, "segments");
   check_scores_arg(scores, segments);
   check_iou_threshold_arg(iou_threshold);
-  check_segment_values(segments, "segments");
 }
 
 }  // namespace rc3d_af

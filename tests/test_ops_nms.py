@@ -1,10 +1,12 @@
 """Segment IoU, NMS, batched NMS and soft-NMS: hand-computed cases, an independent pure-Python
-oracle, compiled-vs-reference parity, opcheck, torch.compile, bad input and CUDA-vs-CPU parity."""
+oracle, compiled-vs-reference parity, opcheck, torch.compile, bad input, the in-model path without
+value checks, and CUDA-vs-CPU parity and host synchronisations."""
 
 from __future__ import annotations
 
 import math
 import os
+import warnings
 
 import pytest
 import torch
@@ -320,6 +322,13 @@ def test_compiled_handles_non_contiguous_and_infinite_input() -> None:
     assert torch.equal(segment_iou(infinite, infinite), segment_iou_reference(infinite, infinite))
 
 
+def _use_references(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(nms_module, "use_compiled", lambda *tensors: False)
+    monkeypatch.setattr(
+        nms_module, "STATUS", _extension.ExtensionStatus(loaded=False, cuda_kernels=False, error="x")
+    )
+
+
 def test_public_ops_fall_back_to_the_references(monkeypatch: pytest.MonkeyPatch) -> None:
     segments, scores, labels = random_case(200, "grid", torch.float32, seed=2)
     expected = (
@@ -327,10 +336,7 @@ def test_public_ops_fall_back_to_the_references(monkeypatch: pytest.MonkeyPatch)
         batched_nms_1d(segments, scores, labels, 0.4),
         segment_iou(segments, segments),
     )
-    monkeypatch.setattr(nms_module, "use_compiled", lambda *tensors: False)
-    monkeypatch.setattr(
-        nms_module, "STATUS", _extension.ExtensionStatus(loaded=False, cuda_kernels=False, error="x")
-    )
+    _use_references(monkeypatch)
     assert torch.equal(nms_1d(segments, scores, 0.4), expected[0])
     assert torch.equal(batched_nms_1d(segments, scores, labels, 0.4), expected[1])
     assert torch.equal(segment_iou(segments, segments), expected[2])
@@ -506,8 +512,76 @@ def test_kernels_check_their_arguments(call, match: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
+# The in-model path: check_values=False
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("compiled", [pytest.param(True, marks=requires_compiled), False])
+def test_check_values_false_skips_only_the_python_value_checks(
+    monkeypatch: pytest.MonkeyPatch, compiled: bool
+) -> None:
+    if not compiled:
+        _use_references(monkeypatch)
+    segments, scores, labels = random_case(300, "grid", torch.float32, seed=4)
+    unchecked = {"check_values": False}
+    assert torch.equal(nms_1d(segments, scores, 0.5, **unchecked), nms_1d(segments, scores, 0.5))
+    batched = batched_nms_1d(segments, scores, labels, 0.5)
+    assert torch.equal(batched_nms_1d(segments, scores, labels, 0.5, **unchecked), batched)
+    assert torch.equal(segment_iou(segments, segments, **unchecked), segment_iou(segments, segments))
+    reversed_segments = tensor([[1.0, 0.0], [0.0, 1.0]])
+    nan_scores = tensor([0.1, math.nan])
+    with pytest.raises(ValueError, match="segments: end < start in row 0"):
+        nms_1d(reversed_segments, GOOD_SCORES, 0.5)
+    if compiled:  # the kernels check the values themselves
+        with pytest.raises(RuntimeError, match="segments: a segment has end < start"):
+            nms_1d(reversed_segments, GOOD_SCORES, 0.5, **unchecked)
+        with pytest.raises(RuntimeError, match="scores: contains NaN"):
+            batched_nms_1d(GOOD, nan_scores, torch.tensor([0, 1]), 0.5, **unchecked)
+    else:  # nothing reads the values: the reference suppresses as the IoU says
+        assert nms_1d(reversed_segments, GOOD_SCORES, 0.5, **unchecked).tolist() == [0, 1]
+    assert segment_iou(reversed_segments, GOOD, **unchecked).shape == (2, 2)  # no value check in the kernel
+    with pytest.raises(ValueError, match=r"scores: expected shape \[2\]"):  # structural checks remain
+        nms_1d(GOOD, GOOD_SCORES[:1], 0.5, **unchecked)
+    with pytest.raises(TypeError, match="scores: dtype"):
+        batched_nms_1d(GOOD, GOOD_SCORES.double(), torch.tensor([0, 1]), 0.5, **unchecked)
+    with pytest.raises(TypeError, match="labels: expected an integer"):
+        batched_nms_1d(GOOD, GOOD_SCORES, torch.tensor([0.0, 1.0]), 0.5, **unchecked)
+    with pytest.raises(TypeError, match="b: dtype"):
+        segment_iou(GOOD, GOOD.double(), **unchecked)
+    with pytest.raises(TypeError, match="check_values: expected a bool"):
+        nms_1d(GOOD, GOOD_SCORES, 0.5, check_values="no")
+
+
+# --------------------------------------------------------------------------------------------------
 # CUDA (skipped, visibly, without a GPU)
 # --------------------------------------------------------------------------------------------------
+
+
+def _synchronisations(call) -> int:
+    """How many synchronising CUDA calls ``call()`` makes (torch.cuda's sync debug mode)."""
+    torch.cuda.synchronize()
+    previous = torch.cuda.get_sync_debug_mode()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            call()
+    finally:
+        torch.cuda.set_sync_debug_mode(previous)
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
+@requires_cuda
+@requires_compiled
+def test_cuda_in_model_calls_synchronise_once_per_nms() -> None:
+    segments, scores, labels = (t.cuda() for t in random_case(700, "grid", torch.float32, seed=5))
+    assert _synchronisations(lambda: segment_iou(segments, segments, check_values=False)) == 0
+    # One copy to the host, of the suppression mask with the value checks' bits.
+    assert _synchronisations(lambda: nms_1d(segments, scores, 0.5, check_values=False)) == 1
+    assert _synchronisations(lambda: batched_nms_1d(segments, scores, labels, 0.5, check_values=False)) == 1
+    assert _synchronisations(lambda: nms_1d(segments, scores, 0.5)) > 1  # the Python value checks
+    with pytest.raises(RuntimeError, match="scores: contains NaN"):
+        nms_1d(segments, torch.full_like(scores, math.nan), 0.5, check_values=False)
 
 
 @requires_cuda

@@ -1,6 +1,7 @@
 """roi_align_1d / roi_pool_1d: hand-computed cases, compiled kernels vs the pure-PyTorch references,
-torchvision parity (when importable), gradients, custom-op registration, torch.compile, bad input
-and CUDA parity/determinism (skipped without a GPU)."""
+torchvision parity (when importable), gradients, custom-op registration, torch.compile, autocast,
+bad input, the in-model path without value checks, and CUDA parity/determinism/autocast/no host
+synchronisation (skipped without a GPU)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from rc3d_af.ops import EXTENSION_STATUS, roi_align_1d, roi_pool_1d
+from rc3d_af.ops import roi as roi_module
 from rc3d_af.ops.roi import roi_align_1d_reference, roi_pool_1d_reference
 
 REQUIRE_COMPILED = os.environ.get("RC3D_AF_REQUIRE_COMPILED") == "1"  # set by `make test`
@@ -122,6 +124,9 @@ def test_pool_outside_bins_are_empty_and_get_no_gradient() -> None:
     assert roi_pool_1d_reference(x, rois, 2)[1].flatten().tolist() == [-1, -1, -1, 1, 1, 3, 1, 3]
     out.sum().backward()
     assert x.grad.flatten().tolist() == [0, 3, 0, 2, 0, 0]
+    # A batch element whose only RoI lies wholly outside the input.
+    two = torch.cat([x.detach(), x.detach()])  # [2, 1, 6]
+    assert roi_pool_1d(two, rois_of((1, 7, 9), (0, 1, 4)), 2).flatten().tolist() == [0, 0, 5, 8]
 
 
 def test_pool_ties_take_the_first_and_nan_propagates() -> None:
@@ -191,12 +196,42 @@ def test_compiled_roi_pool_matches_reference(dtype: torch.dtype, scale: float) -
         out, arg = torch.ops.rc3d_af.roi_pool_1d(x, rois, scale, output_size)
         ref, ref_arg = roi_pool_1d_reference(x, rois, output_size, scale)
         torch.testing.assert_close(out, ref, rtol=0, atol=0)
-        assert torch.equal(arg, ref_arg)
+        assert arg.dtype == ref_arg.dtype == torch.int32 and torch.equal(arg, ref_arg)
         a, b = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
         g = torch.randn_like(out)
         roi_pool_1d(a, rois, output_size, scale).backward(g)
         roi_pool_1d_reference(b, rois, output_size, scale)[0].backward(g)
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-12, atol=1e-12 if dtype == torch.float64 else 1e-5)
+
+
+@needs_compiled
+def test_compiled_roi_pool_matches_reference_across_channel_blocks_and_with_nan() -> None:
+    # At T = 200 the CPU kernels take 40 channels per task (the backward 81): 130 channels make
+    # several tasks per batch element and a partial last one. NaNs at random places: the first NaN
+    # of a bin is its maximum.
+    x, rois = random_case(8, torch.float32, batch=3, channels=130, length=200, rois=40)
+    x[torch.rand(x.shape, generator=torch.Generator().manual_seed(1)) < 0.02] = float("nan")
+    out, arg = torch.ops.rc3d_af.roi_pool_1d(x, rois, 1.0, 7)
+    ref, ref_arg = roi_pool_1d_reference(x, rois, 7)
+    assert out.isnan().any()
+    torch.testing.assert_close(out, ref, rtol=0, atol=0, equal_nan=True)
+    assert torch.equal(arg, ref_arg)
+    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(2))
+    a, b = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    roi_pool_1d(a, rois, 7).backward(g)
+    roi_pool_1d_reference(b, rois, 7)[0].backward(g)
+    torch.testing.assert_close(a.grad, b.grad, rtol=1e-6, atol=1e-6)
+
+
+def test_pool_argmax_never_decreases_along_the_bins() -> None:
+    # Consecutive bins share at most one position; the CUDA backward relies on this order.
+    for seed in range(4):
+        x, rois = random_case(seed, torch.float32, channels=3, length=5 + seed * 9, rois=50)
+        for output_size in (1, 3, 7, 20):
+            argmax = roi_pool_1d_reference(x, rois, output_size, 0.5)[1]
+            for bins in argmax.reshape(-1, output_size).tolist():
+                filled = [position for position in bins if position >= 0]
+                assert filled == sorted(filled), bins
 
 
 @needs_compiled
@@ -211,7 +246,7 @@ def test_compiled_half_precision_computes_in_float(dtype: torch.dtype) -> None:
 
 @needs_compiled
 def test_cpu_backward_does_not_depend_on_thread_count() -> None:
-    x, rois = random_case(6, torch.float32, batch=2, channels=16, length=40, rois=200)
+    x, rois = random_case(6, torch.float32, batch=2, channels=130, length=200, rois=200)  # several tasks
     previous = torch.get_num_threads()
     grads = []
     try:
@@ -219,7 +254,7 @@ def test_cpu_backward_does_not_depend_on_thread_count() -> None:
             torch.set_num_threads(threads)
             for op in (lambda a: roi_align_1d(a, rois, 8, 1.0, 2), lambda a: roi_pool_1d(a, rois, 8)):
                 a = x.clone().requires_grad_(True)
-                op(a).backward(torch.ones(200, 16, 8))
+                op(a).backward(torch.ones(200, 130, 8))
                 grads.append(a.grad)
     finally:
         torch.set_num_threads(previous)
@@ -317,6 +352,95 @@ def test_torch_compile_fullgraph_forward_and_backward() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Autocast
+
+
+def _op(pool: bool):
+    """roi_pool_1d or roi_align_1d at fixed settings: fn(input, rois)."""
+    if pool:
+        return lambda a, rois: roi_pool_1d(a, rois, 4, 0.5)
+    return lambda a, rois: roi_align_1d(a, rois, 4, 0.5, 2)
+
+
+@pytest.mark.parametrize("compiled", [pytest.param(True, marks=needs_compiled), False])
+@pytest.mark.parametrize("pool", [False, True])
+def test_cpu_autocast_computes_in_float32_and_returns_the_input_dtype(
+    monkeypatch: pytest.MonkeyPatch, compiled: bool, pool: bool
+) -> None:
+    if not compiled:
+        monkeypatch.setattr(roi_module, "use_compiled", lambda *tensors: False)
+    op = _op(pool)
+    x, rois = random_case(3, torch.float32, channels=5, rois=20)
+    features = x.bfloat16()  # with float32 rois: a TypeError outside autocast
+    a = features.clone().requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = op(a, rois)
+    b = features.float().requires_grad_(True)  # the same values, in float32
+    expected = op(b, rois)
+    assert out.dtype == torch.bfloat16
+    assert torch.equal(out, expected.bfloat16())
+    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(0)).bfloat16()
+    out.backward(g)
+    expected.backward(g.float())
+    assert a.grad.dtype == torch.bfloat16
+    assert torch.equal(a.grad, b.grad.bfloat16())
+
+
+@needs_compiled
+def test_autocast_kernels_are_registered_for_the_ops_themselves() -> None:
+    ops = torch.ops.rc3d_af
+    x, rois = random_case(2, torch.float32, channels=3)
+    features = x.bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        aligned = ops.roi_align_1d(features, rois, 1.0, 4, 2, False)
+        pooled, argmax = ops.roi_pool_1d(features, rois, 1.0, 4)
+    assert aligned.dtype == pooled.dtype == torch.bfloat16 and argmax.dtype == torch.int32
+    assert torch.equal(aligned, ops.roi_align_1d(features.float(), rois, 1.0, 4, 2, False).bfloat16())
+    assert torch.equal(pooled, ops.roi_pool_1d(features.float(), rois, 1.0, 4)[0].bfloat16())
+    with pytest.raises(RuntimeError, match="rois: dtype"):  # no autocast: the kernels refuse mixed dtypes
+        ops.roi_pool_1d(features, rois, 1.0, 4)
+
+
+@pytest.mark.parametrize("op", [roi_align_1d, roi_pool_1d])
+def test_mixed_dtypes_outside_autocast_name_the_argument(op) -> None:
+    x, rois = random_case(2, torch.float32)
+    message = r"^rois: dtype torch.float32 differs from input dtype torch.float16$"
+    with pytest.raises(TypeError, match=message):
+        op(x.half(), rois, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16), pytest.raises(TypeError, match="under autocast"):
+        op(x.bfloat16(), rois.double(), 4)  # float64 is not cast: float64 rois, float32 features
+
+
+# ---------------------------------------------------------------------------------------------
+# The in-model path: check_values=False
+
+
+@pytest.mark.parametrize("compiled", [pytest.param(True, marks=needs_compiled), False])
+@pytest.mark.parametrize("op", [roi_align_1d, roi_pool_1d])
+def test_check_values_false_skips_only_the_value_checks(
+    monkeypatch: pytest.MonkeyPatch, compiled: bool, op
+) -> None:
+    if not compiled:
+        monkeypatch.setattr(roi_module, "use_compiled", lambda *tensors: False)
+    x, rois = random_case(5, torch.float32)
+    assert torch.equal(op(x, rois, 3, check_values=False), op(x, rois, 3))
+    reversed_roi = torch.tensor([[0.0, 4.0, 1.0]])
+    with pytest.raises(ValueError, match="rois: end < start"):
+        op(x, reversed_roi, 3)
+    if compiled:  # the CPU kernels check the values themselves
+        with pytest.raises(RuntimeError, match="end >= start"):
+            op(x, reversed_roi, 3, check_values=False)
+    else:  # nothing reads the values: the reference pools the reversed RoI as it is
+        assert op(x, reversed_roi, 3, check_values=False).shape == (1, 4, 3)
+    with pytest.raises(ValueError, match="rois: expected shape"):  # structural checks remain
+        op(x, rois[:, :2], 3, check_values=False)
+    with pytest.raises(TypeError, match="rois: dtype"):
+        op(x, rois.double(), 3, check_values=False)
+    with pytest.raises(TypeError, match="check_values: expected a bool"):
+        op(x, rois, 3, check_values=1)
+
+
+# ---------------------------------------------------------------------------------------------
 # Bad input
 
 
@@ -359,10 +483,12 @@ def test_kernels_check_values_themselves() -> None:
         torch.ops.rc3d_af.roi_align_1d(x, torch.tensor([[5.0, 1.0, 4.0]]), 1.0, 2, -1, False)
     with pytest.raises(RuntimeError, match="end >= start"):
         torch.ops.rc3d_af.roi_pool_1d(x, torch.tensor([[0.0, 4.0, float("nan")]]), 1.0, 2)
-    with pytest.raises(RuntimeError, match="argmax"):
-        torch.ops.rc3d_af._roi_pool_1d_backward(
-            torch.ones(1, 3, 2), torch.tensor([[0.0, 1.0, 4.0]]), torch.full((1, 3, 2), 8), 2, 3, 8
-        )
+    grad, roi = torch.ones(1, 3, 2), torch.tensor([[0.0, 1.0, 4.0]])
+    backward = torch.ops.rc3d_af._roi_pool_1d_backward
+    with pytest.raises(RuntimeError, match="argmax: position 8 outside"):
+        backward(grad, roi, torch.full((1, 3, 2), 8, dtype=torch.int32), 2, 3, 8)
+    with pytest.raises(RuntimeError, match="argmax: expected int32"):
+        backward(grad, roi, torch.zeros(1, 3, 2, dtype=torch.long), 2, 3, 8)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -384,6 +510,40 @@ def test_cuda_matches_cpu(dtype: torch.dtype) -> None:
             cpu.backward(g)
             gpu.backward(g.cuda())
             torch.testing.assert_close(b.grad.cpu(), a.grad, rtol=tol, atol=tol)
+
+
+@needs_cuda
+def test_cuda_autocast_pools_float16_features_with_float32_rois() -> None:
+    x, rois = random_case(4, torch.float32, batch=2, channels=8, length=30, rois=25)
+    features, rois = x.cuda().half(), rois.cuda()
+    for pool in (False, True):
+        op = _op(pool)
+        a = features.clone().requires_grad_(True)
+        with torch.autocast("cuda", dtype=torch.float16):
+            out = op(a, rois)
+        b = features.float().requires_grad_(True)
+        expected = op(b, rois)
+        assert out.dtype == torch.float16 and torch.equal(out, expected.half())
+        g = torch.randn(out.shape, device="cuda").half()
+        out.backward(g)
+        expected.backward(g.float())
+        assert a.grad.dtype == torch.float16 and torch.equal(a.grad, b.grad.half())
+
+
+@needs_cuda
+def test_cuda_check_values_false_never_synchronises() -> None:
+    x, rois = random_case(9, torch.float32, batch=3, channels=6, length=40, rois=30)
+    x, rois = x.cuda().requires_grad_(True), rois.cuda()
+    grad = torch.randn(30, 6, 5, device="cuda")
+    torch.cuda.synchronize()
+    previous = torch.cuda.get_sync_debug_mode()
+    torch.cuda.set_sync_debug_mode("error")  # any synchronising call raises
+    try:
+        roi_align_1d(x, rois, 5, 1.0, 2, check_values=False).backward(grad)
+        roi_pool_1d(x, rois, 5, check_values=False).backward(grad)
+    finally:
+        torch.cuda.set_sync_debug_mode(previous)
+    assert x.grad is not None
 
 
 @needs_cuda

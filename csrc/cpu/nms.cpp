@@ -250,6 +250,7 @@ at::Tensor to_index_tensor(const std::vector<int64_t>& values) {
 at::Tensor nms_common(const at::Tensor& segments, const at::Tensor& scores, const at::Tensor& labels,
                       double iou_threshold) {
   check_nms_args(segments, scores, iou_threshold);
+  check_nms_value_bits(nms_value_bits(segments, scores).item<int64_t>());
   const at::Tensor segments_c = segments.contiguous();
   const at::Tensor scores_c = scores.contiguous();
   const at::Tensor labels_c = labels.defined() ? labels.to(at::kLong).contiguous() : labels;
@@ -328,7 +329,7 @@ std::tuple<at::Tensor, at::Tensor> soft_nms_1d_cpu(const at::Tensor& segments, c
   TORCH_CHECK(sigma > 0.0, "sigma: expected a positive number, got ", sigma);
   TORCH_CHECK(!std::isnan(min_score), "min_score: expected a number, got NaN");
   TORCH_CHECK(method == 0 || method == 1, "method: expected 0 (linear) or 1 (gaussian), got ", method);
-  check_segment_values(segments, "segments");
+  check_nms_value_bits(nms_value_bits(segments, scores).item<int64_t>());
   const at::Tensor segments_c = segments.contiguous();
   const at::Tensor scores_c = scores.contiguous();
   at::Tensor keep_tensor;

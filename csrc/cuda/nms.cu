@@ -4,7 +4,9 @@
 // threads compares 64 rows with 64 columns; row i gets a 64-bit word per column block with bit j set
 // when a later segment j (same label) has IoU > iou_threshold with i. The greedy pass over these
 // words is sequential and short, so it runs on the host, as in torchvision's CUDA NMS. Memory:
-// N * ceil(N / 64) * 8 bytes (50 MB at N = 20,000).
+// N * ceil(N / 64) * 8 bytes (50 MB at N = 20,000). The input value checks (NaN, end < start) ride
+// on the one copy of the mask to the host, and the kept indices go back from pinned memory without
+// waiting: one host synchronisation per call.
 
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAException.h>
@@ -98,7 +100,8 @@ at::Tensor nms_cuda_common(const at::Tensor& segments, const at::Tensor& scores,
   const at::Tensor sorted = segments.index_select(0, order).contiguous();
   const at::Tensor sorted_labels =
       labels.defined() ? labels.index_select(0, order).to(at::kLong).contiguous() : at::Tensor();
-  at::Tensor mask = at::empty({n, words}, index_options);
+  // The n * words mask words, then the value-check bits.
+  at::Tensor mask = at::empty({n * words + 1}, index_options);
   const dim3 grid(static_cast<unsigned>(words), static_cast<unsigned>(words));
   AT_DISPATCH_FLOATING_TYPES(segments.scalar_type(), "nms_1d_cuda", [&] {
     nms_mask_kernel<scalar_t><<<grid, kWordBits, 0, c10::cuda::getCurrentCUDAStream()>>>(
@@ -106,12 +109,15 @@ at::Tensor nms_cuda_common(const at::Tensor& segments, const at::Tensor& scores,
         iou_threshold, words, reinterpret_cast<uint64_t*>(mask.data_ptr<int64_t>()));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
+  mask.narrow(0, n * words, 1).copy_(nms_value_bits(segments, scores).view({1}));
   const at::Tensor mask_cpu = mask.to(at::kCPU);
+  check_nms_value_bits(mask_cpu.data_ptr<int64_t>()[n * words]);
   const std::vector<int64_t> kept =
       greedy_pass(reinterpret_cast<const uint64_t*>(mask_cpu.data_ptr<int64_t>()), n, words);
-  at::Tensor kept_cpu = at::empty({static_cast<int64_t>(kept.size())}, at::TensorOptions().dtype(at::kLong));
+  at::Tensor kept_cpu = at::empty({static_cast<int64_t>(kept.size())},
+                                  at::TensorOptions().dtype(at::kLong).pinned_memory(true));
   std::copy(kept.begin(), kept.end(), kept_cpu.data_ptr<int64_t>());
-  return order.index_select(0, kept_cpu.to(segments.device()));
+  return order.index_select(0, kept_cpu.to(segments.device(), /*non_blocking=*/true));
 }
 
 at::Tensor nms_1d_cuda(const at::Tensor& segments, const at::Tensor& scores, double iou_threshold) {

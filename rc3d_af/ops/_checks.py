@@ -1,7 +1,9 @@
 """Argument checks shared by every public op: each failure names the argument and what was expected.
 
 The compiled kernels repeat the cheap structural checks with TORCH_CHECK, but users meet these
-Python messages first.
+Python messages first. Structural checks (type, shape, dtype, device) read no tensor data; value
+checks (NaN, ``end < start``) do, which costs a host synchronisation on CUDA: the ops skip them
+when called with ``check_values=False``.
 """
 
 from __future__ import annotations
@@ -25,14 +27,17 @@ def check_floating(tensor: torch.Tensor, name: str, dtypes: tuple[torch.dtype, .
         raise TypeError(f"{name}: expected dtype {allowed}, got {str(tensor.dtype).removeprefix('torch.')}")
 
 
-def check_segments(segments: object, name: str = "segments", *, columns: int = 2) -> torch.Tensor:
-    """``segments``: floating ``[N, columns]``; the last two columns are (start, end) with end >= start."""
+def check_segments(
+    segments: object, name: str = "segments", *, columns: int = 2, values: bool = True
+) -> torch.Tensor:
+    """``segments``: floating ``[N, columns]``; with ``values``, the last two columns are
+    (start, end) with no NaN and end >= start."""
     segments = check_tensor(segments, name)
     if segments.dim() != 2 or segments.size(1) != columns:
         layout = "(start, end)" if columns == 2 else "(batch_index, start, end)"
         raise ValueError(f"{name}: expected shape [N, {columns}] of {layout}, got {list(segments.shape)}")
     check_floating(segments, name)
-    if segments.numel():
+    if values and segments.numel():
         bounds = segments[:, -2:]
         if torch.isnan(bounds).any():
             raise ValueError(f"{name}: contains NaN")
@@ -45,8 +50,10 @@ def check_segments(segments: object, name: str = "segments", *, columns: int = 2
     return segments
 
 
-def check_scores(scores: object, segments: torch.Tensor, name: str = "scores") -> torch.Tensor:
-    """``scores``: ``[N]``, same dtype and device as ``segments``, no NaN."""
+def check_scores(
+    scores: object, segments: torch.Tensor, name: str = "scores", *, values: bool = True
+) -> torch.Tensor:
+    """``scores``: ``[N]``, same dtype and device as ``segments``; with ``values``, no NaN."""
     scores = check_tensor(scores, name)
     if scores.dim() != 1 or scores.size(0) != segments.size(0):
         expected = f"[{segments.size(0)}] (one per segment)"
@@ -54,7 +61,7 @@ def check_scores(scores: object, segments: torch.Tensor, name: str = "scores") -
     if scores.dtype != segments.dtype:
         raise TypeError(f"{name}: dtype {scores.dtype} differs from segments dtype {segments.dtype}")
     check_same_device(segments=segments, **{name: scores})
-    if scores.numel() and torch.isnan(scores).any():
+    if values and scores.numel() and torch.isnan(scores).any():
         raise ValueError(f"{name}: contains NaN")
     return scores
 
@@ -73,6 +80,12 @@ def check_probability(value: object, name: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{name}: expected a number in [0, 1], got {value}")
     return float(value)
+
+
+def check_bool(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name}: expected a bool, got {value!r}")
+    return value
 
 
 def check_positive_int(value: object, name: str) -> int:

@@ -17,8 +17,13 @@ also the test oracles.
 ``segment_iou`` is differentiable (compiled op and reference alike; zero gradient where the union is
 empty); NMS returns indices, and soft-NMS scores are returned detached.
 
-Under ``torch.compile`` the value checks (NaN, ``end < start``), which branch on tensor data, are
-left to the kernels, which raise ``RuntimeError`` with the same messages.
+The value checks (NaN, ``end < start``) read tensor data: on CUDA each is a host synchronisation.
+Callers inside a model (proposal selection at every training step, on the model's device) pass
+``check_values=False`` to skip them in Python; the shape, dtype and device checks remain. The NMS
+kernels check the values anyway (CPU: one pass; CUDA: the check's bits come back with the one copy
+to the host that greedy NMS needs, so a CUDA ``nms_1d`` / ``batched_nms_1d`` synchronises once) and
+raise ``RuntimeError`` with the same messages; ``segment_iou`` does not check values in its kernel.
+Under ``torch.compile`` the Python checks are skipped, as with ``check_values=False``.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from __future__ import annotations
 import torch
 
 from rc3d_af.ops._checks import (
+    check_bool,
     check_floating,
     check_labels,
     check_number,
@@ -57,21 +63,24 @@ SOFT_NMS_METHODS = {"linear": 0, "gaussian": 1}
 # ----------------------------------------------------------------------------------------------------
 
 
-def segment_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def segment_iou(a: torch.Tensor, b: torch.Tensor, *, check_values: bool = True) -> torch.Tensor:
     """IoU of every pair of segments.
 
     Args:
         a: ``[N, 2]`` (start, end), float32 or float64.
         b: ``[M, 2]`` (start, end), same dtype and device as ``a``.
+        check_values: check for NaN and ``end < start`` (a host synchronisation on CUDA; see the
+            module docstring).
 
     Returns:
         ``[N, M]`` IoU in ``[0, 1]``, dtype of the inputs (0 for disjoint segments and for pairs
         whose union is empty).
     """
+    check_bool(check_values, "check_values")
     if not torch.compiler.is_compiling():
-        _check_segments(a, "a")
+        _check_segments(a, "a", check_values)
         check_same_device(a=a, b=check_tensor(b, "b"))
-        _check_segments(b, "b")
+        _check_segments(b, "b", check_values)
         if b.dtype != a.dtype:
             raise TypeError(f"b: dtype {b.dtype} differs from a dtype {a.dtype}")
     if use_compiled(a):
@@ -79,7 +88,9 @@ def segment_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return segment_iou_reference(a, b)
 
 
-def nms_1d(segments: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+def nms_1d(
+    segments: torch.Tensor, scores: torch.Tensor, iou_threshold: float, *, check_values: bool = True
+) -> torch.Tensor:
     """Greedy non-maximum suppression of segments (``torchvision.ops.nms`` for 1D).
 
     Segments are visited by decreasing score, equal scores in index order; a segment is dropped when
@@ -89,21 +100,29 @@ def nms_1d(segments: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -
         segments: ``[N, 2]`` (start, end), float32 or float64.
         scores: ``[N]``, same dtype and device.
         iou_threshold: in ``[0, 1]``; 0 drops anything that overlaps a kept segment at all, 1 keeps all.
+        check_values: check for NaN and ``end < start`` in Python first (host synchronisations on
+            CUDA; the kernels check anyway, see the module docstring).
 
     Returns:
         int64 ``[K]`` indices of the kept segments, by decreasing score.
     """
     iou_threshold = check_probability(iou_threshold, "iou_threshold")
+    check_bool(check_values, "check_values")
     if not torch.compiler.is_compiling():
-        _check_segments(segments, "segments")
-        check_scores(scores, segments)
+        _check_segments(segments, "segments", check_values)
+        check_scores(scores, segments, values=check_values)
     if use_compiled(segments):
         return torch.ops.rc3d_af.nms_1d(segments, scores, iou_threshold)
     return nms_1d_reference(segments, scores, iou_threshold)
 
 
 def batched_nms_1d(
-    segments: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, iou_threshold: float
+    segments: torch.Tensor,
+    scores: torch.Tensor,
+    labels: torch.Tensor,
+    iou_threshold: float,
+    *,
+    check_values: bool = True,
 ) -> torch.Tensor:
     """:func:`nms_1d` run independently for each label, in one call.
 
@@ -114,14 +133,16 @@ def batched_nms_1d(
         scores: ``[N]``, same dtype and device.
         labels: ``[N]`` integer class ids (any values), same device.
         iou_threshold: in ``[0, 1]``.
+        check_values: as in :func:`nms_1d`.
 
     Returns:
         int64 ``[K]`` indices kept, sorted by decreasing score (equal scores in index order).
     """
     iou_threshold = check_probability(iou_threshold, "iou_threshold")
+    check_bool(check_values, "check_values")
     if not torch.compiler.is_compiling():
-        _check_segments(segments, "segments")
-        check_scores(scores, segments)
+        _check_segments(segments, "segments", check_values)
+        check_scores(scores, segments, values=check_values)
         check_labels(labels, segments)
     if use_compiled(segments):
         return torch.ops.rc3d_af.batched_nms_1d(segments, scores, labels, iou_threshold)
@@ -174,8 +195,8 @@ def soft_nms_1d(
     return keep.to(segments.device), new_scores.to(segments.device)
 
 
-def _check_segments(segments: object, name: str) -> torch.Tensor:
-    segments = check_segments(segments, name)
+def _check_segments(segments: object, name: str, values: bool = True) -> torch.Tensor:
+    segments = check_segments(segments, name, values=values)
     check_floating(segments, name, KERNEL_DTYPES)
     return segments
 

@@ -17,6 +17,16 @@ Both ops read RoIs ``[K, 3]`` of (batch index, start, end) in input units (featu
 The compiled kernels (CPU, CUDA) are used when built; otherwise the pure-PyTorch references below,
 which have the same semantics and autograd, and serve as test oracles. float16/bfloat16 inputs are
 computed (positions, weights, sums) in float32.
+
+Autocast (torchvision's rule for its RoI ops, registered for the AutocastCPU and AutocastCUDA
+dispatch keys, and followed by the fallback): inside ``torch.autocast`` for the input's device,
+``input`` and ``rois`` are cast to float32 (float64 stays), the op runs there, and the output is
+returned in the dtype of ``input``. So float16 features from autocast layers pool with float32
+proposals; outside autocast, ``rois`` must have the dtype of ``input``.
+
+``check_values=False`` skips the value checks of ``rois`` (finite, end >= start, batch indices in
+range), which read the data: a host synchronisation on CUDA, which in-model callers avoid. The CPU
+kernels check the values anyway; the CUDA kernels assert the batch index.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ import math
 import torch
 
 from rc3d_af.ops._checks import (
+    check_bool,
     check_floating,
     check_positive_int,
     check_same_device,
@@ -44,51 +55,88 @@ def roi_align_1d(
     spatial_scale: float = 1.0,
     sampling_ratio: int = -1,
     aligned: bool = False,
+    *,
+    check_values: bool = True,
 ) -> torch.Tensor:
     """RoIAlign along time: ``input [B, C, T]``, ``rois [K, 3]`` -> ``[K, C, output_size]``.
 
     Args:
         input: features, floating dtype.
-        rois: (batch index, start, end) rows in input units before scaling, dtype of ``input``.
-            RoIs partly or wholly outside ``[0, T]`` are valid (outside samples read nothing).
+        rois: (batch index, start, end) rows in input units before scaling, dtype of ``input``
+            (any floating dtype under autocast, see the module docstring). RoIs partly or wholly
+            outside ``[0, T]`` are valid (outside samples read nothing).
         output_size: bins per RoI.
         spatial_scale: multiplies the RoI bounds to get input positions.
         sampling_ratio: samples per bin; ``<= 0`` means ``ceil(roi_length / output_size)`` per RoI.
         aligned: shift the RoI by -0.5 (pixel-centre model) and do not clamp its length to >= 1.
+        check_values: check the values of ``rois`` first (see the module docstring).
 
     Differentiable with respect to ``input``.
     """
-    _check_roi_args(input, rois, output_size, spatial_scale)
+    _check_roi_args(input, rois, output_size, spatial_scale, check_values)
     if isinstance(sampling_ratio, bool) or not isinstance(sampling_ratio, int):
         raise TypeError(f"sampling_ratio: expected an int (<= 0 for adaptive), got {sampling_ratio!r}")
-    if not isinstance(aligned, bool):
-        raise TypeError(f"aligned: expected a bool, got {aligned!r}")
+    check_bool(aligned, "aligned")
     if use_compiled(input):
         return torch.ops.rc3d_af.roi_align_1d(
             input, rois, float(spatial_scale), output_size, sampling_ratio, aligned
         )
-    return roi_align_1d_reference(input, rois, output_size, spatial_scale, sampling_ratio, aligned)
+    x, r = _autocast_inputs(input, rois)
+    return roi_align_1d_reference(x, r, output_size, spatial_scale, sampling_ratio, aligned).to(input.dtype)
 
 
 def roi_pool_1d(
-    input: torch.Tensor, rois: torch.Tensor, output_size: int, spatial_scale: float = 1.0
+    input: torch.Tensor,
+    rois: torch.Tensor,
+    output_size: int,
+    spatial_scale: float = 1.0,
+    *,
+    check_values: bool = True,
 ) -> torch.Tensor:
     """RoI max pooling along time: ``input [B, C, T]``, ``rois [K, 3]`` -> ``[K, C, output_size]``.
 
     Same arguments as :func:`roi_align_1d`. The gradient of each output flows to the position of
     its maximum (the first one on ties).
     """
-    _check_roi_args(input, rois, output_size, spatial_scale)
+    _check_roi_args(input, rois, output_size, spatial_scale, check_values)
     if use_compiled(input):
         return torch.ops.rc3d_af.roi_pool_1d(input, rois, float(spatial_scale), output_size)[0]
-    return roi_pool_1d_reference(input, rois, output_size, spatial_scale)[0]
+    x, r = _autocast_inputs(input, rois)
+    return roi_pool_1d_reference(x, r, output_size, spatial_scale)[0].to(input.dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# Autocast
+
+
+def _autocasting(tensor: torch.Tensor) -> bool:
+    """Whether ``torch.autocast`` is on for the device of ``tensor``."""
+    device = tensor.device.type
+    return torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device)
+
+
+def _autocast_dtypes(input: torch.Tensor, rois: torch.Tensor) -> tuple[torch.dtype, torch.dtype]:
+    """The dtypes the op computes ``input`` and ``rois`` in: float32 under autocast for the input's
+    device (float64 stays, as with ``at::autocast::cached_cast``), otherwise their own."""
+    if not _autocasting(input):
+        return input.dtype, rois.dtype
+    dtype_in, dtype_rois = (t.dtype if t.dtype == torch.float64 else torch.float32 for t in (input, rois))
+    return dtype_in, dtype_rois
+
+
+def _autocast_inputs(input: torch.Tensor, rois: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(input, rois)`` in the dtypes the op computes them in (see :func:`_autocast_dtypes`)."""
+    dtype_in, dtype_rois = _autocast_dtypes(input, rois)
+    return input.to(dtype_in), rois.to(dtype_rois)
 
 
 # ---------------------------------------------------------------------------------------------
 # Argument checks
 
 
-def _check_roi_args(input: object, rois: object, output_size: object, spatial_scale: object) -> None:
+def _check_roi_args(
+    input: object, rois: object, output_size: object, spatial_scale: object, check_values: object
+) -> None:
     input = check_tensor(input, "input")
     if input.dim() != 3:
         raise ValueError(f"input: expected shape [B, C, T], got {list(input.shape)}")
@@ -97,8 +145,10 @@ def _check_roi_args(input: object, rois: object, output_size: object, spatial_sc
     if rois.dim() != 2 or rois.size(1) != 3:
         raise ValueError(f"rois: expected shape [K, 3] of (batch_index, start, end), got {list(rois.shape)}")
     check_floating(rois, "rois")
-    if rois.dtype != input.dtype:
-        raise TypeError(f"rois: dtype {rois.dtype} differs from input dtype {input.dtype}")
+    dtype_in, dtype_rois = _autocast_dtypes(input, rois)
+    if dtype_rois != dtype_in:
+        under = " (under autocast, float16/bfloat16/float32 run as float32)" if _autocasting(input) else ""
+        raise TypeError(f"rois: dtype {rois.dtype} differs from input dtype {input.dtype}{under}")
     check_same_device(input=input, rois=rois)
     check_positive_int(output_size, "output_size")
     if (
@@ -110,9 +160,9 @@ def _check_roi_args(input: object, rois: object, output_size: object, spatial_sc
         raise ValueError(f"spatial_scale: expected a positive finite number, got {spatial_scale!r}")
     if rois.size(0) and input.size(2) == 0:
         raise ValueError(f"input: expected T > 0 when rois are given, got shape {list(input.shape)}")
-    # Value checks read the data (a device sync, a graph break): skipped while torch.compile traces,
-    # where the kernels' own checks remain.
-    if rois.size(0) and not torch.compiler.is_compiling():
+    # Value checks read the data (a device sync, a graph break): skipped on request and while
+    # torch.compile traces, where the kernels' own checks remain.
+    if check_bool(check_values, "check_values") and rois.size(0) and not torch.compiler.is_compiling():
         _check_roi_values(rois, input.size(0))
 
 
@@ -214,7 +264,7 @@ def roi_pool_1d_reference(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """RoI max pooling along time (see the module docstring).
 
-    Returns ``(output [K, C, output_size], argmax int64 [K, C, output_size])``, argmax the input
+    Returns ``(output [K, C, output_size], argmax int32 [K, C, output_size])``, argmax the input
     position of each maximum (the first on ties, the first NaN if any), -1 for an empty bin.
     """
     dtype = _compute_dtype(input.dtype)
@@ -241,7 +291,7 @@ def roi_pool_1d_reference(
         argmax = torch.where(take, position, argmax)
     # The output is read at argmax from `input` itself, so autograd routes the gradient there.
     picked = input.to(dtype).reshape(-1)[rows + argmax.clamp_min(0)]
-    return torch.where(argmax >= 0, picked, 0.0).to(input.dtype), argmax
+    return torch.where(argmax >= 0, picked, 0.0).to(input.dtype), argmax.int()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,7 +312,7 @@ def _register_compiled_ops() -> None:
     @torch.library.register_fake("rc3d_af::roi_pool_1d")
     def _(input, rois, spatial_scale, output_size):
         shape = (rois.shape[0], input.shape[1], output_size)
-        return input.new_empty(shape), input.new_empty(shape, dtype=torch.long)
+        return input.new_empty(shape), input.new_empty(shape, dtype=torch.int32)
 
     @torch.library.register_fake("rc3d_af::_roi_pool_1d_backward")
     def _(grad, rois, argmax, batch_size, channels, length):
@@ -307,6 +357,23 @@ def _register_compiled_ops() -> None:
         picked = grad_grad_input.reshape(-1)[_row_starts(grad_grad_input, rois) + argmax.clamp_min(0)]
         return (torch.where(argmax >= 0, picked, 0.0),) + (None,) * 5
 
+    # Autocast kernels (torchvision's rule, see the module docstring): below them, with the autocast
+    # keys excluded, the op runs on float32 copies.
+    def align_autocast(input, rois, *args):
+        x, r = _autocast_inputs(input, rois)
+        with torch._C._ExcludeDispatchKeyGuard(_AUTOCAST_KEYS):
+            return ops.roi_align_1d(x, r, *args).to(input.dtype)
+
+    def pool_autocast(input, rois, *args):
+        x, r = _autocast_inputs(input, rois)
+        with torch._C._ExcludeDispatchKeyGuard(_AUTOCAST_KEYS):
+            output, argmax = ops.roi_pool_1d(x, r, *args)
+        return output.to(input.dtype), argmax
+
+    for key in ("AutocastCPU", "AutocastCUDA"):
+        _LIBRARY.impl("roi_align_1d", align_autocast, key)
+        _LIBRARY.impl("roi_pool_1d", pool_autocast, key)
+
     torch.library.register_autograd("rc3d_af::roi_align_1d", align_backward, setup_context=align_setup)
     torch.library.register_autograd(
         "rc3d_af::_roi_align_1d_backward", align_backward_backward, setup_context=align_backward_setup
@@ -317,5 +384,11 @@ def _register_compiled_ops() -> None:
     )
 
 
+_AUTOCAST_KEYS = torch._C.DispatchKeySet(torch._C.DispatchKey.AutocastCPU) | torch._C.DispatchKeySet(
+    torch._C.DispatchKey.AutocastCUDA
+)
+
 if STATUS.loaded:
+    # Holds the Python (Autocast) kernel registrations: they last as long as this module.
+    _LIBRARY = torch.library.Library("rc3d_af", "IMPL")
     _register_compiled_ops()
