@@ -44,7 +44,6 @@ class A2Net(nn.Module):
             else None
         )
 
-
     def level_lengths(self, window_size: int) -> list[int]:
         """Temporal length of each pyramid level for a window of ``window_size`` positions."""
         return [window_size // s for s in self.cfg.level_strides]

@@ -164,7 +164,7 @@ def video_detections(
     if cfg.soft_nms:
         keep, scores = _soft_nms_per_class(segments, scores, nms_labels, cfg)
     else:
-        keep = batched_nms_1d(segments, scores, nms_labels, cfg.nms_iou)
+        keep = batched_nms_1d(segments, scores, nms_labels, cfg.nms_iou, check_values=False)
         scores = scores[keep]
     segments, labels, nms_labels = segments[keep], labels[keep], nms_labels[keep]
     order = scores.argsort(descending=True, stable=True)

@@ -76,9 +76,13 @@ def assign_anchors(
     if cfg.ab_match_on == "predictions":
         if predicted is None:
             raise ValueError("predicted: required when cfg.ab_match_on is 'predictions'")
-        iou = torch.stack([segment_iou(predicted[b].to(anchors), segments[b]) for b in range(batch)])
+        iou = torch.stack(
+            [segment_iou(predicted[b].to(anchors), segments[b], check_values=False) for b in range(batch)]
+        )
     else:
-        iou = segment_iou(anchor_based.anchors_to_segments(anchors), segments.view(-1, 2))  # [Na, B*M]
+        iou = segment_iou(
+            anchor_based.anchors_to_segments(anchors), segments.view(-1, 2), check_values=False
+        )  # [Na, B*M]
         iou = iou.view(num_anchors, batch, -1).permute(1, 0, 2)  # [B, Na, M]
     matches = Matcher([cfg.ab_match_iou], [NEGATIVE, POSITIVE], strict=True)(iou, valid)
     positive = matches.labels == POSITIVE

@@ -33,7 +33,9 @@ def select_proposals(
     keep = torch.isfinite(top_scores).flatten()
     flat_segments, flat_scores = top_segments.flatten(0, 1)[keep], top_scores.flatten()[keep]
     flat_windows = windows.flatten()[keep]
-    kept = batched_nms_1d(flat_segments, flat_scores, flat_windows, nms_iou)  # by decreasing score
+    kept = batched_nms_1d(
+        flat_segments, flat_scores, flat_windows, nms_iou, check_values=False
+    )  # by decreasing score
     kept = kept[rank_within_group(flat_windows[kept]) < post_nms_topk]
     return [(flat_segments[k], flat_scores[k]) for k in split_by_window(kept, flat_windows[kept], batch)]
 

@@ -130,7 +130,9 @@ class AnchorProposals(nn.Module):
         """Sampled labels ``[B, Na]`` (IGNORE / NEGATIVE / POSITIVE), regression targets ``[B, Na, 2]``
         (positives) and the number of ground truths no positive anchor matched."""
         batch = gt.segments.size(0)
-        iou = torch.stack([segment_iou(anchors, gt.segments[b]) for b in range(batch)])  # [B, Na, M]
+        iou = torch.stack(
+            [segment_iou(anchors, gt.segments[b], check_values=False) for b in range(batch)]
+        )  # [B, Na, M]
         inside = (anchors[:, 0] >= 0) & (anchors[:, 1] <= window_size)
         if self.ignore_cross_boundary:
             iou = torch.where(inside[None, :, None], iou, torch.full_like(iou, -1.0))

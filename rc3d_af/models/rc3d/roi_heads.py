@@ -137,7 +137,7 @@ class RoIHeads(nn.Module):
         iou = gt.segments.new_full((batch, width, gt.segments.size(1)), -1.0)  # padding never matches
         for b, c in enumerate(candidates):
             padded[b, : len(c)] = c
-            iou[b, : len(c)] = segment_iou(c, gt.segments[b])
+            iou[b, : len(c)] = segment_iou(c, gt.segments[b], check_values=False)
         matches = self.matcher(iou, gt.valid)
         foreground, background = matches.labels == POSITIVE, matches.labels == NEGATIVE
         index = self._sampled_indices(foreground, background, [len(c) for c in candidates], generators)
@@ -251,7 +251,9 @@ class RoIHeads(nn.Module):
         roi_index, label = keep.nonzero(as_tuple=True)
         flat_segments, flat_scores = segments[roi_index, label], probs[roi_index, label]
         windows = window_of[roi_index]
-        kept = batched_nms_1d(flat_segments, flat_scores, windows * self.num_classes + label, nms_iou)
+        kept = batched_nms_1d(
+            flat_segments, flat_scores, windows * self.num_classes + label, nms_iou, check_values=False
+        )
         return [
             WindowDetections(flat_segments[k], flat_scores[k], label[k])
             for k in split_by_window(kept, windows[kept], batch)
