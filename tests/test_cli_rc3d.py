@@ -121,6 +121,19 @@ def test_a_config_of_another_arch_is_refused(trained: Path, workspace: Path, cap
     assert "model.arch is 'a2net' but the checkpoint holds a 'rc3d_af' model" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["test", "proposals"])
+def test_a_dataset_of_other_classes_is_refused(trained: Path, workspace: Path, command: str, capsys) -> None:
+    document = json.loads((workspace / "data" / "annotations.json").read_text())
+    document["classes"] = document["classes"][::-1]  # the same classes, another id order
+    document.pop("class_ids", None)
+    reordered = workspace / f"reordered_{command}.json"
+    reordered.write_text(json.dumps(document))
+    args = [command, "--checkpoint", str(trained / "last.pt"), "--set", f"data.annotations={reordered}"]
+    assert main([*args, "--out", str(workspace / f"refused_{command}")]) == 2
+    assert f"{reordered}: its classes differ from the checkpoint's" in capsys.readouterr().err
+    assert not (workspace / f"refused_{command}").exists()
+
+
 def test_a2net_branch_proposals(workspace: Path) -> None:
     run_dir = workspace / "a2net_run"
     assert main(["train", str(workspace / "a2net.yaml"), "--out", str(run_dir), "--no-progress"]) == 0

@@ -23,12 +23,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rc3d_af.commands import add_overrides_argument, positive_float
+from rc3d_af.commands import positive_float
+from rc3d_af.commands.checkpointed import add_checkpoint_arguments, load_trained
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("features", type=Path, nargs="+", help="(T, D) .npy feature file(s), one per video")
-    parser.add_argument("--checkpoint", type=Path, required=True, help="checkpoint (.pt) written by train")
+    add_checkpoint_arguments(parser, "override a setting of the checkpoint's config, e.g. model.top_k=50")
     timing = parser.add_mutually_exclusive_group(required=True)
     timing.add_argument("--fps", type=positive_float, help="the videos' frame rate (or --ground-truth)")
     timing.add_argument(
@@ -54,8 +55,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="write the JSON here instead of printing it; a folder for several files (required)",
     )
     parser.add_argument("--min-score", type=float, default=0.0, help="drop detections scoring below this")
-    add_overrides_argument(parser, help="override a setting of the checkpoint's config, e.g. model.top_k=50")
-    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: the config's train.device)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,16 +69,12 @@ def _run(args: argparse.Namespace) -> int:
     from rc3d_af.data.dataset import WindowDataset
     from rc3d_af.data.features import FeatureStore
     from rc3d_af.engine import distributed
-    from rc3d_af.engine.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint
     from rc3d_af.engine.datasets import make_windows
     from rc3d_af.engine.inference import amp_dtype, assemble_videos, predict_windows
-    from rc3d_af.engine.trainer import resolve_device
 
     _check_arguments(args)
-    state = distributed.on_main(load_checkpoint, args.checkpoint)
-    cfg = checkpoint_config(state, None, args.overrides)
-    device = resolve_device(args.device, "--device") if args.device else resolve_device(cfg.train.device)
-    model = model_from_checkpoint(state, cfg, device)
+    trained = load_trained(args, None)
+    state, cfg, device, model = trained.state, trained.cfg, trained.device, trained.model
     inputs = _read_videos(args, int(state["in_channels"]), cfg.data.feature_spec)
     annotations = AnnotationSet({v.video.video_id: v.video for v in inputs}, list(state["class_names"]))
     store = FeatureStore.from_arrays({v.video.video_id: v.features for v in inputs})

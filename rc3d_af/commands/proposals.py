@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rc3d_af.commands import add_overrides_argument
+from rc3d_af.commands.checkpointed import add_checkpoint_arguments, load_split, load_trained
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", type=Path, nargs="?", help="YAML config whose data/test sections to use")
-    parser.add_argument("--checkpoint", type=Path, required=True, help="checkpoint (.pt) written by train")
+    add_checkpoint_arguments(parser, "override a config value (applied after the checkpoint's config)")
     parser.add_argument("--split", help="subset to run on (default: data.test_subset)")
     parser.add_argument(
         "--out", type=Path, help="output folder (default: <checkpoint folder>/proposals_<split>)"
@@ -49,8 +49,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="activitynet",
         help="proposal budget convention for ar/auc (both are always in the JSON)",
     )
-    add_overrides_argument(parser, help="override a config value (applied after the checkpoint's config)")
-    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: the config's train.device)")
     parser.add_argument("--no-plots", action="store_true", help="do not draw the AR-AN curve")
 
 
@@ -63,10 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from rc3d_af.engine import distributed
-    from rc3d_af.engine.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint
-    from rc3d_af.engine.datasets import load_data, make_dataset
     from rc3d_af.engine.inference import infer_proposals
-    from rc3d_af.engine.trainer import resolve_device
     from rc3d_af.errors import InputError
     from rc3d_af.evaluation.plots import plot_ar_an
     from rc3d_af.evaluation.proposals import evaluate_proposals
@@ -79,16 +74,13 @@ def _run(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise InputError(f"--top-k: expected a positive number of proposals per video, got {args.top_k}")
     an = parse_int_list(args.an, "--an")
-    state = distributed.on_main(load_checkpoint, args.checkpoint)
-    cfg = checkpoint_config(state, args.config, args.overrides)
-    device = resolve_device(args.device, "--device") if args.device else resolve_device(cfg.train.device)
-    model = model_from_checkpoint(state, cfg, device)
-    split = args.split or cfg.data.test_subset
-    annotations, store = load_data(cfg.data)
-    dataset = make_dataset(cfg.data, annotations, store, split, training=False)
+    trained = load_trained(args, args.config)
+    split = args.split or trained.cfg.data.test_subset
+    annotations, dataset = load_split(trained, split)
     results = infer_proposals(
-        model, cfg, annotations, dataset, device, branch=args.branch, nms_iou=args.nms, top_k=args.top_k
-    )
+        trained.model, trained.cfg, annotations, dataset, trained.device,
+        branch=args.branch, nms_iou=args.nms, top_k=args.top_k,
+    )  # fmt: skip
     if not distributed.is_main():
         return 0
     named = {"thumos14": THUMOS14_PROPOSAL_TIOU, "activitynet": ACTIVITYNET_TIOU}

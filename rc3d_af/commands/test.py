@@ -14,16 +14,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rc3d_af.commands import add_overrides_argument
+from rc3d_af.commands.checkpointed import add_checkpoint_arguments, load_split, load_trained
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", type=Path, nargs="?", help="YAML config whose data/test sections to use")
-    parser.add_argument("--checkpoint", type=Path, required=True, help="checkpoint (.pt) written by train")
+    add_checkpoint_arguments(parser, "override a config value (applied after the checkpoint's config)")
     parser.add_argument("--split", help="subset to evaluate (default: data.test_subset)")
     parser.add_argument("--out", type=Path, help="output folder (default: <checkpoint folder>/test_<split>)")
-    add_overrides_argument(parser, help="override a config value (applied after the checkpoint's config)")
-    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: the config's train.device)")
     parser.add_argument("--no-plots", action="store_true", help="do not draw the PNG plots")
 
 
@@ -36,21 +34,14 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from rc3d_af.engine import distributed
-    from rc3d_af.engine.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint
-    from rc3d_af.engine.datasets import load_data, make_dataset
     from rc3d_af.engine.inference import evaluate_results, infer_split
     from rc3d_af.engine.report import print_report, write_evaluation
-    from rc3d_af.engine.trainer import resolve_device
 
-    state = distributed.on_main(load_checkpoint, args.checkpoint)
-    cfg = checkpoint_config(state, args.config, args.overrides)
-    device = resolve_device(args.device, "--device") if args.device else resolve_device(cfg.train.device)
-    model = model_from_checkpoint(state, cfg, device)
+    trained = load_trained(args, args.config)
+    cfg = trained.cfg
     split = args.split or cfg.data.test_subset
-    annotations, store = load_data(cfg.data)
-    _check_classes(state["class_names"], annotations.class_names, cfg.data.annotations)
-    dataset = make_dataset(cfg.data, annotations, store, split, training=False)
-    results = infer_split(model, cfg, annotations, dataset, device)
+    annotations, dataset = load_split(trained, split)
+    results = infer_split(trained.model, cfg, annotations, dataset, trained.device)
     if not distributed.is_main():
         return 0
     report = {**evaluate_results(cfg, annotations, results, split), "world_size": distributed.world_size()}
@@ -59,13 +50,3 @@ def _run(args: argparse.Namespace) -> int:
     print_report(report)
     print(f"results and metrics{'' if args.no_plots else ' and plots'} in {out}")
     return 0
-
-
-def _check_classes(trained: list[str], current: list[str], source: str) -> None:
-    from rc3d_af.errors import InputError
-
-    if list(trained) != list(current):
-        raise InputError(
-            f"{source}: its classes differ from the checkpoint's ({len(current)} vs {len(trained)} classes, "
-            "or another order); the model's class ids would be mislabelled"
-        )
