@@ -537,6 +537,8 @@ class Runner:
         from rc3d_af.config import load_config
 
         config, extra = OURS[model]
+        if budget == 1 and self.args.ours_from is not None:
+            return self.reuse_ours(model, seed)
         base = load_config(ROOT / config, [*self.data_overrides, *extra])
         recipe = (QUICK_EPOCHS, []) if self.args.quick else (base.train.epochs, base.train.lr_milestones)
         epochs, milestones = scaled_schedule(*recipe, budget)
@@ -559,6 +561,39 @@ class Runner:
             "lr_milestones": milestones,
             "parameters": parameters,
             "train": train,
+            "scores": {"final": score},
+        }
+
+    def reuse_ours(self, model: str, seed: int) -> dict[str, Any]:
+        """A 1x run of ``benchmarks/demo_seeds.py`` (``<ours-from>/<model>/seed<k>``: the same recipe
+        and seed on the same benchmark, which :meth:`run_ours` would train again), re-scored here; its
+        training CPU- and wall seconds are those ``rc3d-af demo`` recorded (Trainer set-up + fit, the
+        interpreter's start-up excluded)."""
+        from rc3d_af.config import config_to_dict, load_config
+        from rc3d_af.engine.checkpoint import checkpoint_config, load_checkpoint
+
+        run_dir = self.args.ours_from / model / f"seed{seed}"
+        metrics_path, checkpoint = run_dir / "metrics.json", run_dir / "last.pt"
+        if not (metrics_path.is_file() and checkpoint.is_file()):
+            raise InputError(f"--ours-from: {run_dir} holds no finished run (metrics.json and last.pt)")
+        config, extra = OURS[model]
+        expected = load_config(ROOT / config, [*self.data_overrides, *extra, f"train.seed={seed}"])
+        if config_to_dict(checkpoint_config(load_checkpoint(checkpoint))) != config_to_dict(expected):
+            raise InputError(
+                f"--ours-from: {checkpoint} was trained with another config than {config}'s 1x recipe "
+                f"on {self.data_overrides[0].split('=', 1)[1]} (give --data the folder it trained on)"
+            )
+        metrics = json.loads(metrics_path.read_text())
+        parameters, score = self._score_ours(checkpoint)
+        train = {key: metrics[key]["train"] for key in ("cpu_seconds", "wall_seconds")}
+        return {
+            "model": model,
+            "budget": 1,
+            "seed": seed,
+            "epochs": expected.train.epochs,
+            "lr_milestones": list(expected.train.lr_milestones),
+            "parameters": parameters,
+            "train": {**train, "reused_from": str(run_dir)},
             "scores": {"final": score},
         }
 
@@ -888,6 +923,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--jobs", type=int, default=1, help="runs at once, one process each (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--ours-from",
+        type=Path,
+        help="reuse our models' finished 1x runs from this benchmarks/demo_seeds.py --out folder "
+        "(with --data <that folder>/data) instead of training them again",
     )
     parser.add_argument(
         "--quick",
