@@ -454,6 +454,15 @@ def plot_learning_curve(
 # ----------------------------------------------------------------------------------------------
 
 
+def _same_benchmark(a: Path, b: Path) -> bool:
+    """Whether two synthetic benchmarks' ``annotations.json`` and ``synthetic.json`` (generator
+    settings) are byte-identical (the features follow from them)."""
+    return all(
+        (a.parent / name).read_bytes() == (b.parent / name).read_bytes()
+        for name in ("annotations.json", "synthetic.json")
+    )
+
+
 def measured(command: Sequence[str], log: Path, env: dict[str, str] | None = None) -> dict[str, float]:
     """Run ``command`` to completion (output to ``log``): its CPU seconds (user + system of it and
     its children) and wall seconds. A failure is an InputError that names the log."""
@@ -578,11 +587,17 @@ class Runner:
             raise InputError(f"--ours-from: {run_dir} holds no finished run (metrics.json and last.pt)")
         config, extra = OURS[model]
         expected = load_config(ROOT / config, [*self.data_overrides, *extra, f"train.seed={seed}"])
-        if config_to_dict(checkpoint_config(load_checkpoint(checkpoint))) != config_to_dict(expected):
+        trained = checkpoint_config(load_checkpoint(checkpoint))
+        if not _same_benchmark(Path(trained.data.annotations), Path(expected.data.annotations)):
             raise InputError(
-                f"--ours-from: {checkpoint} was trained with another config than {config}'s 1x recipe "
-                f"on {self.data_overrides[0].split('=', 1)[1]} (give --data the folder it trained on)"
+                f"--ours-from: {checkpoint} was trained on {trained.data.annotations}, which is not the "
+                f"benchmark of {expected.data.annotations} (its annotations.json and synthetic.json differ)"
             )
+        trained_dict, expected_dict = config_to_dict(trained), config_to_dict(expected)
+        for section in (trained_dict, expected_dict):  # the same benchmark, maybe in another folder
+            del section["data"]["annotations"], section["data"]["features"]
+        if trained_dict != expected_dict:
+            raise InputError(f"--ours-from: {checkpoint} was trained with another config than {config}'s 1x")
         metrics = json.loads(metrics_path.read_text())
         parameters, score = self._score_ours(checkpoint)
         train = {key: metrics[key]["train"] for key in ("cpu_seconds", "wall_seconds")}
@@ -928,7 +943,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--ours-from",
         type=Path,
         help="reuse our models' finished 1x runs from this benchmarks/demo_seeds.py --out folder "
-        "(with --data <that folder>/data) instead of training them again",
+        "(<model>/seed<k>, trained on the same benchmark) instead of training them again",
     )
     parser.add_argument(
         "--quick",
