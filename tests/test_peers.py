@@ -285,3 +285,13 @@ def test_plan_starts_a2net_first_and_actionformer_after_our_detectors() -> None:
         ("actionformer", 1, 0), ("actionformer", 1, 1),
     ]  # fmt: skip
     assert tasks[6:] == [(m, 4, s) for m in ("a2net", "rc3d_af", "actionformer") for s in (0, 1)]
+
+
+def test_a_reused_run_must_come_from_the_same_benchmark(tmp_path: Path) -> None:
+    for name, text in (("a", "x"), ("b", "x"), ("c", "y")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "annotations.json").write_text('{"database": {}}')
+        (tmp_path / name / "synthetic.json").write_text(text)
+    a, b, c = (tmp_path / n / "annotations.json" for n in "abc")
+    assert peers._same_benchmark(a, b)
+    assert not peers._same_benchmark(a, c)  # other generator settings
