@@ -100,8 +100,12 @@ class AnchorFreeProposalConfig:
     foreground, the shortest containing ground truth wins; more levels add stride-2 convs and take
     the A2Net length ranges); ``score_weight: 1`` because both branches output a softmax probability
     of "action", which the joint NMS compares as they are; ``max_proposals: 0`` lets every point
-    enter the joint selection (there are fewer points than anchors); loss weights 1 like every
-    R-C3D term (A2Net's 30 on its classification term balances A2Net's own terms, not these).
+    enter the joint selection (there are fewer points than anchors); ``loss_cls: 1`` like every
+    R-C3D term (A2Net's 30 on its classification term balances A2Net's own terms, not these);
+    ``loss_reg: 0.1`` because on one level the distance targets run to tens of strides, so the
+    smooth-L1 term is tens of times the anchor branch's normalised-delta term and takes over the
+    shared proposal feature: on the demo's benchmark (seed 0) weight 1 gave mAP@0.5 0.792 and
+    proposal AUC 29.0, below plain R-C3D's 0.873 and 36.8; weight 0.1 gave 0.882 and 36.2.
     """
 
     actionness: str = "binary"
@@ -112,7 +116,7 @@ class AnchorFreeProposalConfig:
     score_weight: float = 1.0  # AF proposal scores x this before the joint NMS
     max_proposals: int = 0  # best AF proposals per window entering the joint NMS; 0 = all
     loss_cls: float = 1.0
-    loss_reg: float = 1.0
+    loss_reg: float = 0.1  # see above
 
     def __post_init__(self) -> None:
         check_choice("actionness", self.actionness, ACTIONNESS, section="")
