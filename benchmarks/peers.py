@@ -55,9 +55,9 @@ an unfinished one restarts from scratch; a folder recorded with other settings i
 fed with the first video of each class in each subset (18 training and 19 test videos: ActionFormer's
 loader needs every class among its instances), ActionFormer's calibration included.
 
-Measured on the 2-core development machine (shared, so wall times are long): A2Net 1x (12 epochs)
-208 CPU-s, mAP@0.5 25.9; ActionFormer at width 128 has 1,685,020 parameters and one epoch (100
-iterations of batch 2) costs 87 CPU-s with 1 thread, start-up included, so its 1x is 2 epochs.
+Measured on the 2-core development machine (shared, so wall times are long): A2Net 1x (the demo's
+24 epochs) 588 CPU-s under load; ActionFormer at width 128 has 1,685,020 parameters and one epoch
+(100 iterations of batch 2) cost 96 CPU-s with 1 thread, start-up included, so its 1x was 6 epochs.
 
 Set-up of ActionFormer's environment (outside the repository). It compiles its 1-D NMS extension
 ``nms_1d_cpu`` (C++, OpenMP) against the installed torch at install time, hence
