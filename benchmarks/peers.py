@@ -454,6 +454,29 @@ def plot_learning_curve(
 # ----------------------------------------------------------------------------------------------
 
 
+def _our_run(
+    model: str,
+    budget: int,
+    seed: int,
+    epochs: int,
+    milestones: list[int],
+    parameters: int,
+    train: dict[str, Any],
+    score: dict[str, Any],
+) -> dict[str, Any]:
+    """The ledger record of one of our runs."""
+    return {
+        "model": model,
+        "budget": budget,
+        "seed": seed,
+        "epochs": epochs,
+        "lr_milestones": milestones,
+        "parameters": parameters,
+        "train": train,
+        "scores": {"final": score},
+    }
+
+
 def _same_benchmark(a: Path, b: Path) -> bool:
     """Whether two synthetic benchmarks' ``annotations.json`` and ``synthetic.json`` (generator
     settings) are byte-identical (the features follow from them)."""
@@ -544,6 +567,7 @@ class Runner:
 
     def run_ours(self, model: str, budget: int, seed: int) -> dict[str, Any]:
         from rc3d_af.config import load_config
+        from rc3d_af.engine.checkpoint import load_checkpoint
 
         config, extra = OURS[model]
         if budget == 1 and self.args.ours_from is not None:
@@ -561,17 +585,8 @@ class Runner:
         command = [sys.executable, "-m", "rc3d_af", "train", str(ROOT / config), "--out", str(run_dir)]
         command += ["--no-progress", *(arg for o in overrides for arg in ("--set", o))]
         train = measured(command, run_dir / "train.stdout")
-        parameters, score = self._score_ours(run_dir / "last.pt")
-        return {
-            "model": model,
-            "budget": budget,
-            "seed": seed,
-            "epochs": epochs,
-            "lr_milestones": milestones,
-            "parameters": parameters,
-            "train": train,
-            "scores": {"final": score},
-        }
+        parameters, score = self._score_ours(load_checkpoint(run_dir / "last.pt"))
+        return _our_run(model, budget, seed, epochs, milestones, parameters, train, score)
 
     def reuse_ours(self, model: str, seed: int) -> dict[str, Any]:
         """A 1x run of ``benchmarks/demo_seeds.py`` (``<ours-from>/<model>/seed<k>``: the same recipe
@@ -587,7 +602,8 @@ class Runner:
             raise InputError(f"--ours-from: {run_dir} holds no finished run (metrics.json and last.pt)")
         config, extra = OURS[model]
         expected = load_config(ROOT / config, [*self.data_overrides, *extra, f"train.seed={seed}"])
-        trained = checkpoint_config(load_checkpoint(checkpoint))
+        state = load_checkpoint(checkpoint)
+        trained = checkpoint_config(state)
         if not _same_benchmark(Path(trained.data.annotations), Path(expected.data.annotations)):
             raise InputError(
                 f"--ours-from: {checkpoint} was trained on {trained.data.annotations}, which is not the "
@@ -599,28 +615,20 @@ class Runner:
         if trained_dict != expected_dict:
             raise InputError(f"--ours-from: {checkpoint} was trained with another config than {config}'s 1x")
         metrics = json.loads(metrics_path.read_text())
-        parameters, score = self._score_ours(checkpoint)
+        parameters, score = self._score_ours(state)
         train = {key: metrics[key]["train"] for key in ("cpu_seconds", "wall_seconds")}
-        return {
-            "model": model,
-            "budget": 1,
-            "seed": seed,
-            "epochs": expected.train.epochs,
-            "lr_milestones": list(expected.train.lr_milestones),
-            "parameters": parameters,
-            "train": {**train, "reused_from": str(run_dir)},
-            "scores": {"final": score},
-        }
+        train["reused_from"] = str(run_dir)
+        epochs, milestones = expected.train.epochs, list(expected.train.lr_milestones)
+        return _our_run(model, 1, seed, epochs, milestones, parameters, train, score)
 
-    def _score_ours(self, checkpoint: Path) -> tuple[int, dict[str, Any]]:
-        """Parameters and the test-split score of a checkpoint, inference timed."""
+    def _score_ours(self, state: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Parameters and the test-split score of a loaded checkpoint, inference timed."""
         import torch
 
-        from rc3d_af.engine.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint
+        from rc3d_af.engine.checkpoint import checkpoint_config, model_from_checkpoint
         from rc3d_af.engine.datasets import load_data, make_dataset
         from rc3d_af.engine.inference import evaluate_results, infer_split
 
-        state = load_checkpoint(checkpoint)
         cfg = checkpoint_config(state)
         torch.set_num_threads(cfg.train.num_threads or 1)
         model = model_from_checkpoint(state, cfg, torch.device("cpu"))
