@@ -100,6 +100,35 @@ def test_top_priority_counts_and_ties() -> None:
     assert top_priority(candidates, torch.tensor([10]), priority).tolist() == candidates.tolist()
 
 
+def _top_priority_by_sorting(candidates: torch.Tensor, count: torch.Tensor, priority: torch.Tensor):
+    """The rule spelled out: per window, candidates by descending priority, equal ones by index."""
+    picked = torch.zeros_like(candidates)
+    for b in range(candidates.size(0)):
+        ranked = sorted(
+            (i for i in range(candidates.size(1)) if candidates[b, i]), key=lambda i: (-priority[b, i], i)
+        )
+        picked[b, ranked[: int(count[b])]] = True
+    return picked
+
+
+def test_top_priority_equals_a_full_sort_with_ties_and_short_windows() -> None:
+    g = torch.Generator().manual_seed(0)
+    for trial in range(300):
+        batch = int(torch.randint(1, 5, (1,), generator=g))
+        size = int(torch.randint(1, 30, (1,), generator=g))
+        candidates = torch.rand(batch, size, generator=g) < 0.7
+        # Coarse priorities make ties at the cut-off; counts may exceed the candidates or be 0.
+        priority = (
+            torch.randint(0, 4, (batch, size), generator=g).float()
+            if trial % 2
+            else torch.rand(batch, size, generator=g)
+        )
+        count = torch.randint(0, size + 1, (batch,), generator=g)
+        expected = _top_priority_by_sorting(candidates, count, priority)
+        assert torch.equal(top_priority(candidates, count, priority), expected), trial
+        assert torch.equal(top_priority(candidates, count.float(), priority), expected), trial
+
+
 def test_subsample_labels_fixed_size_and_fraction() -> None:
     labels = torch.full((3, 200), NEGATIVE)
     labels[0, :50] = POSITIVE  # plenty of both

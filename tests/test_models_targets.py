@@ -16,6 +16,7 @@ import torch
 from rc3d_af.errors import InputError
 from rc3d_af.models import anchor_based, anchor_free, losses, targets
 from rc3d_af.models.config import ModelConfig
+from rc3d_af.models.layers.ground_truth import check_batch, pad_ground_truth
 from rc3d_af.models.targets import IGNORE, AnchorTargets, PointTargets
 
 CFG = ModelConfig(num_levels=3, anchor_scales=(1.0,))
@@ -187,6 +188,38 @@ def test_empty_ground_truth_gives_background_only() -> None:
 def test_bad_ground_truth_is_named(segments: torch.Tensor, labels: torch.Tensor, message: str) -> None:
     with pytest.raises(InputError, match=message):
         targets.check_ground_truth(segments, labels, num_classes=3, index=4)
+
+
+@pytest.mark.parametrize(
+    ("segments", "labels", "message"),
+    [
+        (torch.tensor([[3.0, 1.0]]), torch.zeros(1, dtype=torch.int64), r"gt_segments\[2\]: .*end >= start"),
+        (torch.tensor([[1.0, math.nan]]), torch.zeros(1, dtype=torch.int64), r"gt_segments\[2\]: .*end >="),
+        (torch.tensor([[1.0, 3.0]]), torch.tensor([-1]), r"gt_labels\[2\]: expected class ids in \[0, 2\]"),
+        (torch.zeros(1, 3), torch.zeros(1, dtype=torch.int64), r"gt_segments\[2\]: expected shape \[M, 2\]"),
+    ],
+)
+def test_a_batch_names_the_window_at_fault(segments: torch.Tensor, labels: torch.Tensor, message: str):
+    good = [torch.tensor([[0.0, 2.0]]), torch.zeros(0, 2)]
+    good_labels = [torch.tensor([1]), torch.zeros(0, dtype=torch.int64)]
+    check_batch(good, good_labels, 2, num_classes=3)  # valid batches pass
+    with pytest.raises(InputError, match=message):
+        check_batch([*good, segments], [*good_labels, labels], 3, num_classes=3)
+
+
+def test_padding_keeps_each_windows_ground_truths_in_order() -> None:
+    segments = [torch.tensor([[0.0, 2.0], [1.0, 5.0]]), torch.zeros(0, 2), torch.tensor([[3.0, 4.0]])]
+    labels = [torch.tensor([2, 0]), torch.zeros(0, dtype=torch.int64), torch.tensor([1])]
+    padded, padded_labels, valid = pad_ground_truth(segments, labels, torch.zeros(1, dtype=torch.float64))
+    assert padded.dtype == torch.float64 and padded.tolist() == [
+        [[0, 2], [1, 5]],
+        [[0, 0], [0, 0]],
+        [[3, 4], [0, 0]],
+    ]
+    assert padded_labels.tolist() == [[2, 0], [0, 0], [1, 0]]
+    assert valid.tolist() == [[True, True], [False, False], [True, False]]
+    empty = pad_ground_truth([torch.zeros(0, 2)] * 2, [torch.zeros(0, dtype=torch.int64)] * 2, torch.zeros(1))
+    assert [tuple(t.shape) for t in empty] == [(2, 1, 2), (2, 1), (2, 1)] and not empty[2].any()
 
 
 def test_anchor_free_losses_by_hand() -> None:

@@ -36,6 +36,14 @@ def check_ground_truth(
     gt_segments: torch.Tensor, gt_labels: torch.Tensor, num_classes: int, index: int
 ) -> None:
     """Validate window ``index``'s ground truth: ``[M, 2]`` (start <= end) and ``[M]`` ids in 0..C-1."""
+    _check_shapes(gt_segments, gt_labels, index)
+    if gt_segments.numel() and not bool((gt_segments[:, 1] >= gt_segments[:, 0]).all()):
+        raise InputError(f"gt_segments[{index}]: every row must be (start, end) with end >= start")
+    if gt_labels.numel() and not (int(gt_labels.min()) >= 0 and int(gt_labels.max()) < num_classes):
+        raise InputError(f"gt_labels[{index}]: expected class ids in [0, {num_classes - 1}]")
+
+
+def _check_shapes(gt_segments: torch.Tensor, gt_labels: torch.Tensor, index: int) -> None:
     if gt_segments.dim() != 2 or gt_segments.size(1) != 2:
         raise InputError(f"gt_segments[{index}]: expected shape [M, 2], got {list(gt_segments.shape)}")
     if gt_labels.shape != (gt_segments.size(0),):
@@ -43,10 +51,6 @@ def check_ground_truth(
             f"gt_labels[{index}]: expected shape [{gt_segments.size(0)}] (one per segment), "
             f"got {list(gt_labels.shape)}"
         )
-    if gt_segments.numel() and not bool((gt_segments[:, 1] >= gt_segments[:, 0]).all()):
-        raise InputError(f"gt_segments[{index}]: every row must be (start, end) with end >= start")
-    if gt_labels.numel() and not (int(gt_labels.min()) >= 0 and int(gt_labels.max()) < num_classes):
-        raise InputError(f"gt_labels[{index}]: expected class ids in [0, {num_classes - 1}]")
 
 
 def check_batch(
@@ -59,7 +63,16 @@ def check_batch(
             f"got {len(gt_segments)} and {len(gt_labels)}"
         )
     for b, (segments, labels) in enumerate(zip(gt_segments, gt_labels, strict=True)):
-        check_ground_truth(segments, labels, num_classes, b)
+        _check_shapes(segments, labels, b)
+    if not batch:
+        return
+    # The values of the whole batch at once (one host sync); the window at fault is looked up only
+    # when something is wrong.
+    segments, labels = torch.cat(list(gt_segments)), torch.cat(list(gt_labels))
+    wrong = (~(segments[:, 1] >= segments[:, 0])).any() | ((labels < 0) | (labels >= num_classes)).any()
+    if bool(wrong):
+        for b, (s, lab) in enumerate(zip(gt_segments, gt_labels, strict=True)):
+            check_ground_truth(s, lab, num_classes, b)
 
 
 def pad_ground_truth(
@@ -68,14 +81,16 @@ def pad_ground_truth(
     """Ground truths padded to ``segments [B, M, 2]`` (dtype/device of ``like``), ``labels [B, M]``
     and ``valid [B, M]``, with ``M >= 1``."""
     batch = len(gt_segments)
-    width = max([1, *(len(s) for s in gt_segments)])
+    lengths = [len(s) for s in gt_segments]
+    width = max([1, *lengths])
     segments = like.new_zeros(batch, width, 2)
     labels = torch.zeros(batch, width, dtype=torch.int64, device=like.device)
-    valid = torch.zeros(batch, width, dtype=torch.bool, device=like.device)
-    for b, (s, lab) in enumerate(zip(gt_segments, gt_labels, strict=True)):
-        segments[b, : len(s)] = s.to(like)
-        labels[b, : len(s)] = lab.to(like.device)
-        valid[b, : len(s)] = True
+    counts = torch.tensor(lengths, dtype=torch.int64, device=like.device)
+    valid = torch.arange(width, device=like.device)[None, :] < counts[:, None]
+    if sum(lengths):
+        # A boolean mask fills in row-major order: window by window, each window's rows in order.
+        segments[valid] = torch.cat([s.to(like) for s in gt_segments])
+        labels[valid] = torch.cat([lab.to(like.device) for lab in gt_labels])
     return segments, labels, valid
 
 

@@ -35,12 +35,20 @@ def uniform(
 
 def top_priority(candidates: torch.Tensor, count: torch.Tensor, priority: torch.Tensor) -> torch.Tensor:
     """``[B, N]`` mask of the ``count[b]`` candidates (``candidates [B, N]`` bool) of highest
-    ``priority [B, N]`` in each window (equal priorities: lower index first)."""
+    ``priority [B, N]`` in each window (equal priorities: lower index first; all candidates when
+    ``count[b]`` exceeds them); ``count [B]`` holds whole numbers, of any dtype."""
+    count = count.to(torch.int64)
     masked = priority.masked_fill(~candidates, float("-inf"))
-    order = masked.argsort(dim=1, descending=True, stable=True)
-    rank = torch.empty_like(order)
-    rank.scatter_(1, order, torch.arange(order.size(1), device=order.device).expand_as(order))
-    return (rank < count[:, None]) & candidates
+    most = min(int(count.max()), masked.size(1)) if count.numel() else 0
+    if most <= 0:
+        return torch.zeros_like(candidates)
+    # The count[b]-th highest priority of each window (from one top-k, not a full sort): everything
+    # above it is taken, and of the candidates equal to it the first ones by index fill the count.
+    threshold = masked.topk(most, dim=1).values.gather(1, (count.clamp(1, most) - 1)[:, None])
+    above = masked > threshold
+    tied = (masked == threshold) & candidates
+    needed = count[:, None] - above.sum(dim=1, keepdim=True)
+    return (above | (tied & (tied.cumsum(dim=1) <= needed))) & candidates & (count[:, None] > 0)
 
 
 def subsample_labels(
