@@ -113,8 +113,17 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 1.0e-4
     weight_decay: float = 0.0
+    # Beyond the paper: an exponential moving average of the weights (torch.optim.swa_utils), updated
+    # after every optimizer step with this decay, is what evaluation, test and detect use; 0 = off
+    # (the raw weights, as in the paper). 0.999 averages over about the last 1,000 steps.
+    ema_decay: float = 0.0
     lr_milestones: tuple[int, ...] = (30,)  # epochs after which lr is multiplied by lr_gamma
     lr_gamma: float = 0.1
+    # Beyond the paper (whose schedule is "step"): "cosine" decays lr to 0 over train.epochs along a
+    # half cosine, step by step (lr_milestones and lr_gamma unused); warmup_epochs > 0 ramps lr up
+    # linearly over the first optimizer steps of that many epochs (either schedule).
+    lr_schedule: Literal["step", "cosine"] = "step"
+    warmup_epochs: float = 0.0
     seed: int = 0
     device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda" or "cuda:N"
     amp: bool = False  # automatic mixed precision: autocast to amp_dtype (training and inference)
@@ -134,6 +143,12 @@ class TrainConfig:
             raise ValueError(f"lr: expected a positive finite number, got {self.lr}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay: expected >= 0, got {self.weight_decay}")
+        if not (0.0 <= self.warmup_epochs <= self.epochs and math.isfinite(self.warmup_epochs)):
+            raise ValueError(
+                f"warmup_epochs: expected a value in [0, epochs = {self.epochs}], got {self.warmup_epochs}"
+            )
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay: expected a value in [0, 1) (0 = off), got {self.ema_decay}")
         if not 0.0 < self.lr_gamma <= 1.0:
             raise ValueError(f"lr_gamma: expected a value in (0, 1], got {self.lr_gamma}")
         if list(self.lr_milestones) != sorted(set(self.lr_milestones)) or any(

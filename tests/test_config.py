@@ -94,6 +94,7 @@ def test_overrides_are_parsed_as_yaml_and_validated(tmp_path: Path) -> None:
         ({**MINIMAL, "train": {"amp": "yes"}}, r"train\.amp: expected true or false"),
         ({**MINIMAL, "train": {"device": "gpu"}}, r"train\.device: expected 'auto', 'cpu'"),
         ({**MINIMAL, "train": {"lr_milestones": [5, 3]}}, r"train\.lr_milestones: expected increasing"),
+        ({**MINIMAL, "train": {"ema_decay": 1.0}}, r"train\.ema_decay: expected a value in \[0, 1\)"),
         ({**MINIMAL, "data": {**MINIMAL["data"], "windowing": "tiles"}}, r"data\.windowing: expected one of"),
         (
             {**MINIMAL, "test": {"tiou_thresholds": [0.3, "x"]}},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from rc3d_af.engine import checkpoint as checkpoint_module
 from rc3d_af.engine.baselines import shuffle_labels, shuffle_videos
 from rc3d_af.engine.checkpoint import load_checkpoint, save_checkpoint
 from rc3d_af.engine.inference import infer_split
-from rc3d_af.engine.trainer import Trainer
+from rc3d_af.engine.trainer import EpochStats, Trainer
 from rc3d_af.errors import InputError
 from rc3d_af.evaluation.results import Results
 
@@ -127,6 +128,79 @@ def test_resume_continues_exactly(tiny_data: Path, tmp_path: Path) -> None:
     log = (tmp_path / "split" / "train.log").read_text()
     assert "epoch 1/1" in log and "resumed from" in log and "epoch 2/2" in log
     assert load_checkpoint(tmp_path / "split" / "last.pt")["epoch"] == 2
+
+
+def test_moving_average_is_the_ema_of_every_steps_weights(tiny_data: Path, tmp_path: Path) -> None:
+    decay = 0.9
+    cfg = tiny_config(tiny_data, ema_decay=decay)
+    with Trainer(cfg, tmp_path / "run", progress=False) as trainer:
+        steps = []  # the raw weights each update of the average is given
+        update = trainer.averaged.update_parameters
+
+        def record_and_update(model):
+            steps.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+            update(model)
+
+        trainer.averaged.update_parameters = record_and_update
+        trainer.fit()
+    # One update per optimizer step, with the weights that step produced.
+    assert len(steps) == trainer.averaged.n_averaged == 2 * len(trainer.loader) > 2
+    assert all(torch.equal(trainer.model.state_dict()[k], v) for k, v in steps[-1].items())
+    # By hand: the first update copies the weights, each later one moves decay of the way back.
+    expected = dict(steps[0])
+    for weights in steps[1:]:
+        expected = {k: decay * expected[k] + (1 - decay) * w for k, w in weights.items()}
+    averaged = trainer.inference_model.state_dict()
+    for name, value in expected.items():
+        torch.testing.assert_close(averaged[name], value, rtol=1e-5, atol=1e-6, msg=name)
+    assert not all(torch.equal(averaged[k], steps[-1][k]) for k in expected)  # not the raw weights
+    # The checkpoint holds both; inference rebuilds the averaged model.
+    state = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert state["averaged_steps"] == len(steps)
+    assert all(torch.equal(state["model"][k], steps[-1][k]) for k in expected)
+    rebuilt = checkpoint_module.model_from_checkpoint(state, cfg, torch.device("cpu")).state_dict()
+    assert all(torch.equal(rebuilt[k], averaged[k]) for k in expected)
+
+
+def test_resume_continues_the_moving_average_exactly(tiny_data: Path, tmp_path: Path) -> None:
+    straight = _fit(tiny_config(tiny_data, ema_decay=0.9), tmp_path / "straight")
+    _fit(tiny_config(tiny_data, ema_decay=0.9, epochs=1), tmp_path / "split")
+    resumed = _fit(tiny_config(tiny_data, ema_decay=0.9), tmp_path / "split", resume=True)
+    assert int(resumed.averaged.n_averaged) == int(straight.averaged.n_averaged)
+    for name, value in straight.inference_model.state_dict().items():
+        assert torch.equal(value, resumed.inference_model.state_dict()[name]), name
+
+
+def test_lr_factor_step_cosine_and_warmup_by_hand() -> None:
+    from rc3d_af.config import TrainConfig
+    from rc3d_af.engine.trainer import lr_factor
+
+    # Step: 3 steps an epoch, milestones after epochs 1 and 2 (the per-epoch MultiStepLR's values).
+    step = lr_factor(TrainConfig(epochs=4, lr_milestones=(1, 2), lr_gamma=0.5), 3)
+    assert [step(i) for i in range(12)] == [1, 1, 1, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25, 0.25, 0.25, 0.25]
+    # Cosine over 4 steps: (1 + cos(pi * i / 4)) / 2; with a warm-up of 1 epoch = 2 steps.
+    cosine = lr_factor(TrainConfig(epochs=2, lr_schedule="cosine"), 2)
+    assert [cosine(i) for i in range(4)] == pytest.approx([1.0, (1 + 2**-0.5) / 2, 0.5, (1 - 2**-0.5) / 2])
+    warm = lr_factor(TrainConfig(epochs=2, lr_schedule="cosine", warmup_epochs=1.0), 2)
+    assert [warm(i) for i in range(4)] == pytest.approx([0.5, (1 + 2**-0.5) / 2, 0.5, (1 - 2**-0.5) / 2])
+
+
+def test_a_cosine_run_steps_lr_every_batch_and_resumes_exactly(tiny_data: Path, tmp_path: Path) -> None:
+    schedule = {"lr_schedule": "cosine", "warmup_epochs": 0.5}
+    straight = _fit(tiny_config(tiny_data, **schedule), tmp_path / "straight")
+    steps = 2 * len(straight.loader)
+    assert straight.scheduler.last_epoch == steps
+    assert straight.optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)  # the end of the curve
+    _fit(tiny_config(tiny_data, **schedule, epochs=1), tmp_path / "split")  # another curve: refused
+    with pytest.raises(InputError, match="a cosine run resumes only with its own epochs"):
+        Trainer(tiny_config(tiny_data, **schedule), tmp_path / "split", resume=True, progress=False)
+    shutil.rmtree(tmp_path / "split")
+    with Trainer(tiny_config(tiny_data, **schedule), tmp_path / "split", progress=False) as first:
+        first.train_one_epoch()
+        first._save_checkpoints(EpochStats(1, 0.0, {}, 0, 0.0, 1))
+    resumed = _fit(tiny_config(tiny_data, **schedule), tmp_path / "split", resume=True)
+    for name, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[name]), name
 
 
 def test_resume_refuses_a_changed_config(tiny_data: Path, tmp_path: Path) -> None:

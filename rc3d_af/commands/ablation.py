@@ -92,8 +92,9 @@ def _a2net_reports(args: argparse.Namespace, overrides: list[str], seed: int) ->
         with _trained(cfg, args.out / variant / f"seed{seed}", progress=not args.no_progress) as trainer:
             dataset, annotations = trainer.test_set, trainer.annotations
             detections = predict_windows(
-                trainer.model, dataset, batch_size=cfg.test.batch_size, device=trainer.device, amp=trainer.amp
-            )
+                trainer.inference_model, dataset, batch_size=cfg.test.batch_size, device=trainer.device,
+                amp=trainer.amp,
+            )  # fmt: skip
             results = assemble_videos(detections, dataset, annotations, cfg.data.feature_spec, cfg.model)
             reports[variant] = evaluate_results(cfg, annotations, results)
             window_detections[variant] = detections
@@ -116,7 +117,7 @@ def _rc3d_reports(args: argparse.Namespace, overrides: list[str], seed: int) -> 
     for arch in RC3D_ROWS:
         cfg = load_config(args.config, [*overrides, f"model.arch={arch}"])
         with _trained(cfg, args.out / arch / f"seed{seed}", progress=not args.no_progress) as trainer:
-            model, dataset, annotations = trainer.model, trainer.test_set, trainer.annotations
+            model, dataset, annotations = trainer.inference_model, trainer.test_set, trainer.annotations
             report = evaluate_results(
                 cfg, annotations, infer_split(model, cfg, annotations, dataset, trainer.device)
             )

@@ -150,7 +150,7 @@ def run_model(
         data_ready = time.perf_counter() - start
         trainer.fit()
         train_seconds, train_cpu = time.perf_counter() - start - data_ready, time.process_time() - cpu_start
-        model_, annotations, dataset = trainer.model, trainer.annotations, trainer.test_set
+        model_, annotations, dataset = trainer.inference_model, trainer.annotations, trainer.test_set
         results = infer_split(model_, cfg, annotations, dataset, trainer.device)
         report = evaluate_results(cfg, annotations, results)
         baselines = {

@@ -6,7 +6,8 @@ with ``torch.load(..., weights_only=True)`` (no pickled classes). Layout::
     {"format": 1, "epoch": int (epochs completed), "config": dict (resolved Config),
      "class_names": [str], "in_channels": int, "model": state_dict,
      "optimizer": state_dict | None, "scheduler": state_dict | None, "scaler": state_dict | None,
-     "rng": {...} | None, "best": {"epoch": int, "score": float} | None, "history": [dict]}
+     "rng": {...} | None, "best": {"epoch": int, "score": float} | None, "history": [dict],
+     "averaged_model": state_dict, "averaged_steps": int}   (the last two with train.ema_decay > 0)
 """
 
 from __future__ import annotations
@@ -139,13 +140,15 @@ def checkpoint_config(
 
 
 def model_from_checkpoint(state: dict[str, Any], cfg: Config, device: torch.device) -> torch.nn.Module:
-    """Rebuild the model of a checkpoint (its class count and input width) and load its weights."""
+    """Rebuild the model of a checkpoint (its class count and input width) and load its weights: the
+    moving average (``averaged_model``, trained with ``train.ema_decay``) when it holds one."""
     model = build_model(cfg.model, len(state["class_names"]), int(state["in_channels"]))
+    weights = state.get("averaged_model", state["model"])
     try:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(weights)
     except RuntimeError as exc:
         raise InputError(
             f"the checkpoint's weights do not fit the model of its config (an architecture setting was "
-            f"overridden?): {describe_mismatch(model.state_dict(), state['model'])}"
+            f"overridden?): {describe_mismatch(model.state_dict(), weights)}"
         ) from exc
     return model.to(device).eval()

@@ -10,6 +10,11 @@ A run directory holds::
     last.pt        written atomically after every epoch; ``resume=True`` continues from it
     best.pt        the checkpoint with the best mAP at ``test.select_tiou`` (when evaluating)
 
+With ``train.ema_decay > 0`` the trainer also keeps an exponential moving average of the weights
+(``torch.optim.swa_utils.AveragedModel``, updated after every optimizer step); evaluation during
+training uses it, and checkpoints hold it as ``averaged_model`` beside the raw ``model``
+(test, proposals and detect load the averaged weights when present).
+
 Determinism: each epoch's shuffling and every random draw of a window's step (negative / RoI
 sampling, dropout) come from generators seeded from (``train.seed``, epoch, window index)
 (:mod:`rc3d_af.engine.batching`); every other RNG (torch, numpy, python, CUDA, the data loader's
@@ -41,6 +46,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -179,10 +185,8 @@ class Trainer:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.network = DistributedDataParallel(self.model, device_ids=device_ids)
         self.optimizer = _optimizer(self.model, cfg.train)
-        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
-            self.optimizer, milestones=list(cfg.train.lr_milestones), gamma=cfg.train.lr_gamma
-        )
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)
+        self.averaged = _moving_average(self.model, cfg.train.ema_decay)
         self.loader_generator = torch.Generator().manual_seed(cfg.train.seed)  # worker seeds only
         self.sampler = GlobalBatchSampler(
             len(self.train_set), cfg.train.batch_size, seed=cfg.train.seed,
@@ -197,13 +201,18 @@ class Trainer:
             pin_memory=self.device.type == "cuda",
             persistent_workers=cfg.train.num_workers > 0,
         )
+        # Stepped after every optimizer step; an epoch has len(sampler) global batches on every process.
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lr_factor(cfg.train, len(self.sampler))
+        )
         self._stand_in: dict[str, Any] | None = None
         self.epoch = 0  # epochs completed
         self.best: dict[str, float] | None = None
         self.history: list[dict[str, Any]] = []
         if resume:
             self._resume()
-        unused = [m for m in cfg.train.lr_milestones if m >= cfg.train.epochs]
+        stepped = cfg.train.lr_schedule == "step"
+        unused = [m for m in cfg.train.lr_milestones if m >= cfg.train.epochs and stepped]
         if unused:
             self.logger.warning(
                 "train.lr_milestones %s: at or after train.epochs = %d, so those lr steps never happen",
@@ -287,7 +296,6 @@ class Trainer:
             if self.run_log is not None:
                 self.run_log.step(epoch, self.cfg.train.epochs, batches, lr, losses)
         bar.close()
-        self.scheduler.step()
         self.epoch = epoch
         seconds = time.perf_counter() - start
         means = {name: value / max(batches, 1) for name, value in sums.items()}
@@ -342,6 +350,9 @@ class Trainer:
         self.scaler.scale(total).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        self.scheduler.step()
+        if self.averaged is not None:
+            self.averaged.update_parameters(self.model)
         return losses
 
     def _stand_in_batch(self) -> dict[str, Any]:
@@ -359,16 +370,21 @@ class Trainer:
             )
         return self._test_set
 
+    @property
+    def inference_model(self) -> torch.nn.Module:
+        """The weights that are evaluated: the moving average with ``train.ema_decay``, else the model."""
+        return self.model if self.averaged is None else self.averaged.module
+
     def evaluate_test_split(self) -> dict[str, Any]:
-        """Inference on ``data.test_subset`` (sharded over the processes; every process gets the
-        report); the report in the ``rc3d-af evaluate --json`` layout."""
-        results = infer_split(self.model, self.cfg, self.annotations, self.test_set, self.device)
+        """Inference with :attr:`inference_model` on ``data.test_subset`` (sharded over the processes;
+        every process gets the report); the report in the ``rc3d-af evaluate --json`` layout."""
+        results = infer_split(self.inference_model, self.cfg, self.annotations, self.test_set, self.device)
         return evaluate_results(self.cfg, self.annotations, results)
 
     # -- checkpoints -----------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         """Everything needed to rebuild the model (config, classes, input width) and to resume."""
-        return {
+        state = {
             "epoch": self.epoch,
             "config": config_to_dict(self.cfg),
             "class_names": list(self.annotations.class_names),
@@ -381,6 +397,10 @@ class Trainer:
             "best": self.best,
             "history": self.history,
         }
+        if self.averaged is not None:
+            state["averaged_model"] = self.averaged.module.state_dict()
+            state["averaged_steps"] = int(self.averaged.n_averaged)
+        return state
 
     def _save_checkpoints(self, stats: EpochStats) -> None:
         state = self.state()
@@ -401,8 +421,16 @@ class Trainer:
         _check_resumable(config_from_dict(state["config"], source=str(path)), self.cfg, path)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if "lr_lambdas" not in state["scheduler"]:
+            raise InputError(
+                f"--resume: {path} was written by an older rc3d_af whose lr schedule stepped per epoch; "
+                "it cannot be resumed by this version (its weights still load for test and detect)"
+            )
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
+        if self.averaged is not None:
+            self.averaged.module.load_state_dict(state["averaged_model"])
+            self.averaged.n_averaged.fill_(int(state["averaged_steps"]))
         restore_rng_state(state["rng"], self.loader_generator)
         self.epoch = int(state["epoch"])
         self.best = state["best"]
@@ -420,6 +448,36 @@ class Trainer:
             pairs,
             report["average_mAP"],
         )
+
+
+def _moving_average(model: torch.nn.Module, decay: float) -> AveragedModel | None:
+    """The exponential moving average of ``model``'s weights and buffers (a copy on the model's
+    device; its first update copies the weights), or None when ``decay`` is 0."""
+    if decay == 0.0:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+def lr_factor(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
+    """The lr multiplier of optimizer step ``step`` (0-based, over the whole run) under
+    ``cfg.lr_schedule`` with ``cfg.warmup_epochs``; ``steps_per_epoch`` global batches per epoch.
+
+    "step": ``lr_gamma`` once for every milestone at or before the step's epoch (epochs counted from
+    0, so milestone 20 lowers lr from the 21st epoch on, as MultiStepLR stepped per epoch does);
+    "cosine": ``(1 + cos(pi * step / total_steps)) / 2``. A warm-up multiplies the first
+    ``round(warmup_epochs * steps_per_epoch)`` steps by ``(step + 1) / warm-up steps``.
+    """
+    total = cfg.epochs * steps_per_epoch
+    warmup = round(cfg.warmup_epochs * steps_per_epoch)
+
+    def factor(step: int) -> float:
+        if cfg.lr_schedule == "cosine":
+            value = 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+        else:
+            value = cfg.lr_gamma ** sum(step // steps_per_epoch >= m for m in cfg.lr_milestones)
+        return value * (step + 1) / warmup if step < warmup else value
+
+    return factor
 
 
 def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -440,6 +498,12 @@ def selection_score(cfg: Config, report: dict[str, Any]) -> float:
 
 
 def _check_resumable(saved: Config, current: Config, path: Path) -> None:
+    if current.train.lr_schedule == "cosine" and current.train.epochs != saved.train.epochs:
+        raise InputError(
+            f"--resume: train.epochs is {current.train.epochs} but {path} was trained with "
+            f"{saved.train.epochs} under lr_schedule 'cosine', whose curve is laid over train.epochs; "
+            "a cosine run resumes only with its own epochs"
+        )
     saved_dict, current_dict = config_to_dict(saved), config_to_dict(current)
     for key in RESUMABLE_CHANGES:
         saved_dict["train"].pop(key)
