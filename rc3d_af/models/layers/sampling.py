@@ -48,7 +48,8 @@ def top_priority(candidates: torch.Tensor, count: torch.Tensor, priority: torch.
     above = masked > threshold
     tied = (masked == threshold) & candidates
     needed = count[:, None] - above.sum(dim=1, keepdim=True)
-    return (above | (tied & (tied.cumsum(dim=1) <= needed))) & candidates & (count[:, None] > 0)
+    # Non-candidates (-inf) are never above the threshold nor tied; a count of 0 needs nothing.
+    return above | (tied & (tied.cumsum(dim=1) <= needed))
 
 
 def subsample_labels(
