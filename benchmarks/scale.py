@@ -32,6 +32,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import math
@@ -200,10 +201,10 @@ def overhead_one(arch: str, device: torch.device, args: argparse.Namespace) -> d
                 # measures the same model (a training step's cost moves as the model learns: R-C3D's
                 # proposals), and the bare pass's plain-mean loss, which drives the weights to ever
                 # larger values, never reaches the real steps.
-                saved = _snapshot(trainer) if name in ("full", "bare") else None
+                saved = copy.deepcopy(trainer.state()) if name in ("full", "bare") else None
                 times.setdefault(name, []).append(seconds(step, device)[0])
                 if saved is not None:
-                    _restore(trainer, saved)
+                    trainer.load_state(saved)
     # Per repetition (the passes of one repetition ran back to back), then the median over them.
     ratios = {name: [t / b for t, b in zip(times[name], times["bare"], strict=True)] for name in times}
     full, bare_s = median(times["full"]), median(times["bare"])
@@ -217,21 +218,6 @@ def overhead_one(arch: str, device: torch.device, args: argparse.Namespace) -> d
         "  targets + losses (forward)": targets,
         "  the rest (their backward, logging)": overhead - loading - targets,
     }
-
-
-def _snapshot(trainer: Trainer) -> dict[str, Any]:
-    """Copies of what a training pass changes: weights, optimizer, lr schedule, epoch counter."""
-    import copy
-
-    parts = {"model": trainer.model, "optimizer": trainer.optimizer, "scheduler": trainer.scheduler}
-    return {"epoch": trainer.epoch, **{k: copy.deepcopy(v.state_dict()) for k, v in parts.items()}}
-
-
-def _restore(trainer: Trainer, saved: dict[str, Any]) -> None:
-    trainer.model.load_state_dict(saved["model"])
-    trainer.optimizer.load_state_dict(saved["optimizer"])
-    trainer.scheduler.load_state_dict(saved["scheduler"])
-    trainer.epoch = saved["epoch"]
 
 
 def trainer_generators(trainer: Trainer, index: torch.Tensor) -> list[torch.Generator]:

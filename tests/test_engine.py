@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -186,11 +187,19 @@ def test_lr_factor_step_cosine_and_warmup_by_hand() -> None:
 
 
 def test_a_cosine_run_steps_lr_every_batch_and_resumes_exactly(tiny_data: Path, tmp_path: Path) -> None:
+    from rc3d_af.engine.trainer import lr_factor
+
     schedule = {"lr_schedule": "cosine", "warmup_epochs": 0.5}
-    straight = _fit(tiny_config(tiny_data, **schedule), tmp_path / "straight")
+    straight = _fit(tiny_config(tiny_data, **schedule, log_every=1), tmp_path / "straight")
     steps = 2 * len(straight.loader)
     assert straight.scheduler.last_epoch == steps
     assert straight.optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)  # the end of the curve
+    # Every step's log line shows the lr that step was taken with.
+    log = (tmp_path / "straight" / "train.log").read_text()
+    logged = re.findall(r" step (\d+) \(batch \d+/\d+\) lr (\S+) ", log)
+    factor = lr_factor(straight.cfg.train, len(straight.loader))
+    assert [lr for _, lr in logged] == [f"{1e-3 * factor(int(n) - 1):.3g}" for n, _ in logged]
+    assert len(logged) == steps and len({lr for _, lr in logged}) > 2
     _fit(tiny_config(tiny_data, **schedule, epochs=1), tmp_path / "split")  # another curve: refused
     with pytest.raises(InputError, match="a cosine run resumes only with its own epochs"):
         Trainer(tiny_config(tiny_data, **schedule), tmp_path / "split", resume=True, progress=False)

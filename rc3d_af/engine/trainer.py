@@ -286,6 +286,7 @@ class Trainer:
         )
         sizes = [len(b) for b in self.sampler.global_batches()]  # windows of each global batch
         for batch in bar:
+            step_lr = self.optimizer.param_groups[0]["lr"]  # the lr schedule moves every step
             losses = self.train_step(batch)
             windows += sizes[batches]
             for name, value in losses.items():
@@ -294,7 +295,7 @@ class Trainer:
             rate = windows / max(time.perf_counter() - start, 1e-9)
             bar.set_postfix_str(format_losses(losses) + f" {rate:.0f} win/s")
             if self.run_log is not None:
-                self.run_log.step(epoch, self.cfg.train.epochs, batches, lr, losses)
+                self.run_log.step(epoch, self.cfg.train.epochs, batches, step_lr, losses)
         bar.close()
         self.epoch = epoch
         seconds = time.perf_counter() - start
@@ -419,13 +420,19 @@ class Trainer:
         path = self.run_dir / "last.pt"
         state = distributed.on_main(load_checkpoint, path)  # rank 0 reads it, every process gets it
         _check_resumable(config_from_dict(state["config"], source=str(path)), self.cfg, path)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
         if "lr_lambdas" not in state["scheduler"]:
             raise InputError(
                 f"--resume: {path} was written by an older rc3d_af whose lr schedule stepped per epoch; "
                 "it cannot be resumed by this version (its weights still load for test and detect)"
             )
+        self.load_state(state)
+        self.logger.info("resumed from %s after epoch %d", path, self.epoch)
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Put back a :meth:`state` of this run: weights, optimizer, lr schedule, gradient scaler,
+        moving average, RNGs, epochs done, best checkpoint and history."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         if self.averaged is not None:
@@ -435,7 +442,6 @@ class Trainer:
         self.epoch = int(state["epoch"])
         self.best = state["best"]
         self.history = list(state["history"])
-        self.logger.info("resumed from %s after epoch %d", path, self.epoch)
 
     def _log_evaluation(self, report: dict[str, Any]) -> None:
         pairs = " ".join(
