@@ -8,13 +8,17 @@ Sections (``--sections``, all by default), each side by side in one run:
   1 process x 1 thread, 2 processes x 1 thread (torchrun, gloo) and 1 process x 2 threads on the CPU,
   and 1 and all GPUs (nccl) with ``--device cuda``; the second epoch's throughput, median of
   ``--repeat`` launches (the layouts interleaved).
-- ``overhead``: one process, one thread, the same model and batches: a bare forward + backward +
-  optimizer step of the network's layers (the loss a plain mean of its outputs, batches already in
-  memory) beside the real training step of ``Trainer.train_one_epoch`` (data loading, target
-  assignment and sampling, losses, logging every ``train.log_every`` steps); the difference split
-  into data loading, targets + losses (forward) and the rest (their backward, logging, Python);
-  every pass as a share of the bare pass of its own repetition, the median over ``--repeat``
-  repetitions, both training passes from the same saved state each time; the goal is at most 10%.
+- ``overhead``: one process, one thread: an epoch of ``Trainer.train_one_epoch`` (data loading,
+  target assignment and sampling, losses, backward, optimizer step, logging every
+  ``train.log_every`` steps) beside, batch by batch, a bare forward + backward + optimizer step of
+  the network on the same batch (every stage a training forward runs, R-C3D + AF's proposal layer
+  and its RoI head's dropout included, without assignment, sampling or losses; the loss a plain
+  mean of its outputs; on a copy of the model and optimizer put in the real ones' state before
+  every batch; the two steps of a batch in alternating order, so the machine's drift falls on
+  both alike); the weights at the end must equal a plain run's, bit for bit. The difference, as a share of
+  the bare steps, split into data loading + logging + the loop, the forward of targets + losses
+  (two forward passes without gradients, with and without them) and the rest (their backward, the
+  step's bookkeeping); the median over ``--repeat`` epochs; the goal is at most 10%.
 - ``inference``: the paper's A2Net (THUMOS14 config, 65 M parameters, untrained: every candidate
   survives, the worst case for NMS) over the THUMOS14 test videos (213 videos at their real
   durations and fps, one 2048-d feature per 4 frames: 5,172 windows of 128 at stride 64; synthetic
@@ -48,9 +52,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from rc3d_af.config import config_path, load_config
+from rc3d_af.config import Config, config_path, load_config
 from rc3d_af.data.annotations import AnnotationSet, save_annotations_json
 from rc3d_af.data.synthetic import generate_synthetic, resolve_like
+from rc3d_af.engine.batching import window_generators
 from rc3d_af.engine.datasets import load_data, make_dataset
 from rc3d_af.engine.inference import assemble_videos, autocast, infer_split
 from rc3d_af.engine.trainer import Trainer
@@ -131,99 +136,154 @@ def train_section(args: argparse.Namespace) -> dict[str, dict[str, float]]:
 
 # -- overhead of a training step ------------------------------------------------------------------
 def dense_outputs(
-    model: torch.nn.Module, features: torch.Tensor, rois: list[torch.Tensor] | None
+    model: torch.nn.Module,
+    features: torch.Tensor,
+    rois: list[torch.Tensor] | None,
+    generators: list[torch.Generator],
 ) -> list[torch.Tensor]:
-    """Every layer of a training forward, without assignment, sampling or losses: A2Net's heads;
-    R-C3D + AF's backbone, proposal network and RoI head on ``rois`` (the RoIs a training step of
-    the batch sampled)."""
+    """Every stage of a training forward, without assignment, sampling or losses: A2Net's heads;
+    R-C3D + AF's backbone, proposal network, proposal layer (decoding and NMS, as inference runs it
+    too) and RoI head, which pools ``rois`` (the RoIs a training step of the batch sampled from those
+    proposals) with its dropout drawn from ``generators`` as in a training step."""
     if rois is None:
         return [v for v in model.head_outputs(features).values() if v.requires_grad]
     backbone = model.backbone(features)
-    outputs = [v for v in model.proposal_network(backbone).values() if v.requires_grad]
-    logits, deltas = model.roi_heads(backbone, rois)
-    return [*outputs, logits, deltas]
+    raw = model.proposal_network(backbone)
+    model.proposal_network.select(raw, features.size(2), model.cfg.proposals.settings(training=True))
+    logits, deltas = model.roi_heads(backbone, rois, generators)
+    return [*[v for v in raw.values() if v.requires_grad], logits, deltas]
 
 
 def sampled_rois(
-    model: torch.nn.Module, batches: list, generators: Callable
-) -> list[list[torch.Tensor] | None]:
-    """Per batch, the RoIs a training forward pools (None for A2Net, which has no RoI head)."""
+    model: torch.nn.Module, batch: tuple, generators: list[torch.Generator]
+) -> list[torch.Tensor] | None:
+    """The RoIs a training forward of ``batch`` pools (None for A2Net, which has no RoI head)."""
     if not hasattr(model, "roi_heads"):
-        return [None] * len(batches)
+        return None
     seen: list[list[torch.Tensor]] = []
     hook = model.roi_heads.pooler.register_forward_pre_hook(lambda module, args: seen.append(list(args[1])))
     try:
         with torch.no_grad():
-            for features, segments, labels, index in batches:
-                model(features, segments, labels, generators=generators(index))
+            model(*batch, generators=generators)
     finally:
         hook.remove()
-    return seen
+    return seen[0]
+
+
+class PairedSteps:
+    """Stands in for ``Trainer.train_step`` during an epoch of ``Trainer.train_one_epoch``: before
+    each real step it runs, on a copy of the model and optimizer put in the real ones' state, the
+    bare step of the same batch and the forward passes without gradients (dense, and with targets
+    and losses), each timed; the bare and the real step of a batch in alternating order, so the
+    machine's drift falls alike on both. ``times``: seconds summed per pass."""
+
+    def __init__(self, trainer: Trainer, device: torch.device) -> None:
+        self.trainer, self.device = trainer, device
+        self.real_step = trainer.train_step
+        # One deepcopy of both keeps the copy's optimizer pointing at the copy's parameters.
+        self.model, self.optimizer = copy.deepcopy((trainer.model, trainer.optimizer))
+        self.times: dict[str, float] = {}
+        self.steps = 0
+
+    def _timed(self, name: str, fn: Callable[[], Any]) -> Any:
+        elapsed, value = seconds(fn, self.device)
+        self.times[name] = self.times.get(name, 0.0) + elapsed
+        return value
+
+    def _sync(self) -> None:
+        # The copy starts every batch where the real model is: its bare steps never accumulate (the
+        # plain-mean loss drives the weights to ever larger values, whose arithmetic may cost more).
+        # A copy of the optimizer's state: loading it keeps the tensors it is given (Adam's moments).
+        self.model.load_state_dict(self.trainer.model.state_dict())
+        self.optimizer.load_state_dict(copy.deepcopy(self.trainer.optimizer.state_dict()))
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, float]:
+        trainer, model = self.trainer, self.model
+        moved = (batch["features"].to(self.device), [g.to(self.device) for g in batch["gt_segments"]],
+                 [g.to(self.device) for g in batch["gt_labels"]])  # fmt: skip
+        index = batch["index"].tolist()
+
+        def generators() -> list[torch.Generator]:
+            return window_generators(trainer.cfg.train.seed, trainer.epoch + 1, index, self.device)
+
+        self._timed("set-up", self._sync)
+        rois = self._timed("set-up", lambda: sampled_rois(model, moved, generators()))
+
+        def bare() -> None:
+            loss = sum(out.float().mean() for out in dense_outputs(model, moved[0], rois, generators()))
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+
+        def forward(with_losses: bool) -> Callable[[], None]:
+            @torch.no_grad()
+            def run() -> None:
+                if with_losses:
+                    model(*moved, generators=generators())
+                else:
+                    dense_outputs(model, moved[0], rois, generators())
+
+            return run
+
+        self._timed("dense", forward(False))
+        self._timed("losses", forward(True))
+        if self.steps % 2 == 0:
+            self._timed("bare", bare)
+            losses = self._timed("step", lambda: self.real_step(batch))
+        else:
+            losses = self._timed("step", lambda: self.real_step(batch))
+            self._timed("bare", bare)
+        self.steps += 1
+        return losses
+
+
+def check_untouched(cfg: Config, measured: Trainer) -> None:
+    """The passes run beside the real steps must leave the training as it is: the weights after
+    the measured epochs equal those of a plain run of the same epochs, bit for bit."""
+    with tempfile.TemporaryDirectory() as run_dir, Trainer(cfg, run_dir, progress=False) as plain:
+        while plain.epoch < measured.epoch:
+            plain.train_one_epoch()
+        for name, value in plain.model.state_dict().items():
+            if not torch.equal(value, measured.model.state_dict()[name]):
+                raise RuntimeError(f"the side passes changed the training: {name} differs from a plain run")
 
 
 def overhead_one(arch: str, device: torch.device, args: argparse.Namespace) -> dict[str, float]:
     overrides = [*train_data(args), f"train.device={device}", "train.num_threads=1"]
     cfg = load_config(config_path(CONFIGS[arch]), overrides)
+    ratios: dict[str, list[float]] = {}
+    per_window: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as run_dir, Trainer(cfg, run_dir, progress=False) as trainer:
         trainer.train_one_epoch()  # warm-up
         windows = len(trainer.train_set)
-        batches = [b for b in trainer.loader if b is not None]
-        moved = [(b["features"].to(device), [g.to(device) for g in b["gt_segments"]],
-                  [g.to(device) for g in b["gt_labels"]], b["index"]) for b in batches]  # fmt: skip
-        model, optimizer = trainer.model, trainer.optimizer
-        rois = sampled_rois(model, moved, lambda index: trainer_generators(trainer, index))
-
-        def bare() -> None:
-            for (features, _, _, _), batch_rois in zip(moved, rois, strict=True):
-                loss = sum(out.float().mean() for out in dense_outputs(model, features, batch_rois))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-
-        def forward(with_losses: bool) -> Callable[[], None]:
-            def run() -> None:
-                with torch.no_grad():
-                    for (features, segments, labels, index), batch_rois in zip(moved, rois, strict=True):
-                        if with_losses:
-                            generators = trainer_generators(trainer, index)
-                            model(features, segments, labels, generators=generators)
-                        else:
-                            dense_outputs(model, features, batch_rois)
-
-            return run
-
-        times: dict[str, list[float]] = {}
-        steps = {"full": trainer.train_one_epoch, "bare": bare, "loading": lambda: list(trainer.loader),
-                 "dense": forward(False), "losses": forward(True)}  # fmt: skip
-        for _ in range(args.repeat):  # interleaved: the machine's load drifts alike for all
-            for name, step in steps.items():
-                # Both training passes run from the same saved state, put back after: every repetition
-                # measures the same model (a training step's cost moves as the model learns: R-C3D's
-                # proposals), and the bare pass's plain-mean loss, which drives the weights to ever
-                # larger values, never reaches the real steps.
-                saved = copy.deepcopy(trainer.state()) if name in ("full", "bare") else None
-                times.setdefault(name, []).append(seconds(step, device)[0])
-                if saved is not None:
-                    trainer.load_state(saved)
-    # Per repetition (the passes of one repetition ran back to back), then the median over them.
-    ratios = {name: [t / b for t, b in zip(times[name], times["bare"], strict=True)] for name in times}
-    full, bare_s = median(times["full"]), median(times["bare"])
-    overhead, loading = median(ratios["full"]) - 1.0, median(ratios["loading"])
-    targets = median([x - d for x, d in zip(ratios["losses"], ratios["dense"], strict=True)])
+        for _ in range(args.repeat):
+            paired = PairedSteps(trainer, device)
+            trainer.train_step = paired  # type: ignore[method-assign]  # shadows the method
+            try:
+                epoch, _ = seconds(trainer.train_one_epoch, device)
+            finally:
+                del trainer.train_step
+            t = paired.times
+            # The real epoch (loading, steps, logging) is what remains of the whole once the passes
+            # run beside it are taken out.
+            full = epoch - sum(v for k, v in t.items() if k != "step")
+            parts = {
+                "overhead": full / t["bare"] - 1.0,
+                "  data loading, logging, the loop": (full - t["step"]) / t["bare"],
+                "  targets + losses (forward)": (t["losses"] - t["dense"]) / t["bare"],
+                "  their backward, the step's bookkeeping": (t["step"] - t["bare"] - t["losses"] + t["dense"])
+                / t["bare"],
+            }
+            for name, value in parts.items():
+                ratios.setdefault(name, []).append(value)
+            per_window.setdefault("bare", []).append(t["bare"] / windows)
+            per_window.setdefault("full", []).append(full / windows)
+        check_untouched(cfg, trainer)
     return {
-        "bare forward + backward (ms/window)": 1e3 * bare_s / windows,
-        "training step (ms/window)": 1e3 * full / windows,
-        "overhead": overhead,
-        "  data loading": loading,
-        "  targets + losses (forward)": targets,
-        "  the rest (their backward, logging)": overhead - loading - targets,
+        "bare forward + backward (ms/window)": 1e3 * median(per_window["bare"]),
+        "training step (ms/window)": 1e3 * median(per_window["full"]),
+        **{name: median(values) for name, values in ratios.items()},
     }
-
-
-def trainer_generators(trainer: Trainer, index: torch.Tensor) -> list[torch.Generator]:
-    from rc3d_af.engine.batching import window_generators
-
-    return window_generators(trainer.cfg.train.seed, 1, index.tolist(), trainer.device)
 
 
 def overhead_section(args: argparse.Namespace) -> dict[str, dict[str, float]]:
