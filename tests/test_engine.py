@@ -16,7 +16,7 @@ from rc3d_af.data.synthetic import generate_synthetic
 from rc3d_af.engine import checkpoint as checkpoint_module
 from rc3d_af.engine.baselines import shuffle_labels, shuffle_videos
 from rc3d_af.engine.checkpoint import load_checkpoint, save_checkpoint
-from rc3d_af.engine.inference import infer_split
+from rc3d_af.engine.inference import denormals_flushed, infer_split
 from rc3d_af.engine.trainer import EpochStats, Trainer
 from rc3d_af.errors import InputError
 from rc3d_af.evaluation.results import Results
@@ -286,3 +286,48 @@ def test_shuffle_videos_moves_every_list_and_clips(tiny_data: Path) -> None:
     for video_id, video in shuffled.videos.items():
         assert video.labels != original.videos[video_id].labels  # no video keeps its own predictions
         assert video.segments[0, 1] == annotations.videos[video_id].duration  # clipped to the new video
+
+
+# -- denormal floats ----------------------------------------------------------------------------
+
+DENORMAL = 1e-39  # below float32's smallest normal number, 1.18e-38
+
+
+def _denormal_survives() -> bool:
+    return bool(torch.tensor([DENORMAL]) * 1.0 != 0)
+
+
+needs_flush_mode = pytest.mark.skipif(
+    not torch.set_flush_denormal(False), reason="this CPU cannot flush denormals"
+)
+
+
+@needs_flush_mode
+def test_denormals_flushed_inside_the_block_and_put_back_after() -> None:
+    assert _denormal_survives()
+    with denormals_flushed():
+        assert not _denormal_survives()
+        with denormals_flushed(False):  # nested: IEEE inside, the outer mode back after
+            assert _denormal_survives()
+        assert not _denormal_survives()
+    assert _denormal_survives()
+    with pytest.raises(RuntimeError), denormals_flushed():
+        raise RuntimeError("the mode is put back on errors too")
+    assert _denormal_survives()
+
+
+@needs_flush_mode
+@pytest.mark.parametrize("flush", [True, False])
+def test_training_steps_and_inference_follow_train_flush_denormal(
+    tiny_data: Path, tmp_path: Path, flush: bool
+) -> None:
+    cfg = tiny_config(tiny_data, epochs=1, flush_denormal=flush)
+    seen: list[bool] = []  # per forward: did a denormal survive?
+    with Trainer(cfg, tmp_path / "run", progress=False) as trainer:
+        trainer.model.register_forward_pre_hook(lambda module, args: seen.append(_denormal_survives()))
+        trainer.train_one_epoch()
+        trained = len(seen)
+        infer_split(trainer.model, cfg, trainer.annotations, trainer.test_set, trainer.device)
+    assert trained > 0 and len(seen) > trained
+    assert seen == [not flush] * len(seen)
+    assert _denormal_survives()  # the mode does not leak out of training or inference

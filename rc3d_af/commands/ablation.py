@@ -93,7 +93,7 @@ def _a2net_reports(args: argparse.Namespace, overrides: list[str], seed: int) ->
             dataset, annotations = trainer.test_set, trainer.annotations
             detections = predict_windows(
                 trainer.inference_model, dataset, batch_size=cfg.test.batch_size, device=trainer.device,
-                amp=trainer.amp,
+                amp=trainer.amp, flush_denormal=cfg.train.flush_denormal,
             )  # fmt: skip
             results = assemble_videos(detections, dataset, annotations, cfg.data.feature_spec, cfg.model)
             reports[variant] = evaluate_results(cfg, annotations, results)

@@ -88,7 +88,8 @@ def _run(args: argparse.Namespace) -> int:
     ]  # fmt: skip
     dataset = WindowDataset(windows, store, cfg.data.window_size)
     detections = predict_windows(
-        model, dataset, batch_size=cfg.test.batch_size, device=device, amp=amp_dtype(cfg.train, device)
+        model, dataset, batch_size=cfg.test.batch_size, device=device, amp=amp_dtype(cfg.train, device),
+        flush_denormal=cfg.train.flush_denormal,
     )
     results = assemble_videos(detections, dataset, annotations, cfg.data.feature_spec, cfg.model)
     if not distributed.is_main():

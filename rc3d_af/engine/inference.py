@@ -22,7 +22,7 @@ import contextlib
 import dataclasses
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Subset
@@ -42,6 +42,7 @@ __all__ = [
     "amp_dtype",
     "assemble_videos",
     "autocast",
+    "denormals_flushed",
     "evaluate_results",
     "infer_proposals",
     "infer_split",
@@ -65,6 +66,32 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
     return torch.autocast(device.type, dtype=dtype)
 
 
+_flushing_denormals = False  # what this module last set (torch has no getter for the mode)
+
+
+@contextlib.contextmanager
+def denormals_flushed(enabled: bool = True) -> Iterator[None]:
+    """CPU arithmetic with denormal floats (magnitude below 1.2e-38 in float32) read and written as
+    0 inside the block (``torch.set_flush_denormal``), the previous mode put back after.
+
+    Why: weight decay drives many weights of a trained model into that range (42% of a demo A2Net's
+    after 19 epochs), and x86 CPUs take a slow path for every operation on such numbers: its
+    training steps ran 8x and its inference 7x slower on one thread. The mode is per thread and
+    set on the calling one: with ``torch.get_num_threads() > 1`` torch's other intra-op threads
+    keep the slow path. CUDA is not affected."""
+    global _flushing_denormals
+    previous = _flushing_denormals
+    if enabled != previous:
+        torch.set_flush_denormal(enabled)
+        _flushing_denormals = enabled
+    try:
+        yield
+    finally:
+        if _flushing_denormals != previous:
+            torch.set_flush_denormal(previous)
+            _flushing_denormals = previous
+
+
 @torch.no_grad()
 def predict_windows(
     model: torch.nn.Module,
@@ -75,12 +102,13 @@ def predict_windows(
     amp: torch.dtype | None = None,
     proposals: str | None = None,
     num_workers: int = 0,
+    flush_denormal: bool = True,
 ) -> list[WindowDetections]:
     """Detections of every window of ``dataset`` (window positions, before NMS), in dataset order,
     on ``device`` (on the CPU when gathered from several processes); with ``proposals`` (a branch:
     ``both``, ``anchor_based`` or ``anchor_free``), the model's class-agnostic proposals instead
     (``model.propose``). ``amp``: the autocast dtype (:func:`amp_dtype`); ``num_workers``: data
-    loading processes (pinned memory on CUDA)."""
+    loading processes (pinned memory on CUDA); ``flush_denormal``: :func:`denormals_flushed`."""
     was_training = model.training
     model.eval()
     mine = distributed.shard(math.ceil(len(dataset) / batch_size))  # whole batches per process
@@ -95,11 +123,14 @@ def predict_windows(
     )
     detections: list[WindowDetections] = []
     try:
-        for batch in loader:
-            features = batch["features"].to(device, non_blocking=True)
-            with autocast(device, amp):
-                found = model(features) if proposals is None else model.propose(features, proposals)
-            detections += [WindowDetections(d.segments.float(), d.scores.float(), d.labels) for d in found]
+        with denormals_flushed(flush_denormal):
+            for batch in loader:
+                features = batch["features"].to(device, non_blocking=True)
+                with autocast(device, amp):
+                    found = model(features) if proposals is None else model.propose(features, proposals)
+                detections += [
+                    WindowDetections(d.segments.float(), d.scores.float(), d.labels) for d in found
+                ]
     finally:
         model.train(was_training)
     if distributed.world_size() == 1:
@@ -177,7 +208,7 @@ def infer_split(
     """Detections in seconds for every video of ``dataset`` (one model)."""
     detections = predict_windows(
         model, dataset, batch_size=cfg.test.batch_size, device=device, amp=amp_dtype(cfg.train, device),
-        num_workers=cfg.train.num_workers,
+        num_workers=cfg.train.num_workers, flush_denormal=cfg.train.flush_denormal,
     )  # fmt: skip
     return assemble_videos(detections, dataset, annotations, cfg.data.feature_spec, cfg.model)
 
@@ -198,7 +229,7 @@ def infer_proposals(
     ``nms_iou``, the best ``top_k`` kept (labels are empty strings)."""
     windows = predict_windows(
         model, dataset, batch_size=cfg.test.batch_size, device=device, amp=amp_dtype(cfg.train, device),
-        proposals=branch, num_workers=cfg.train.num_workers,
+        proposals=branch, num_workers=cfg.train.num_workers, flush_denormal=cfg.train.flush_denormal,
     )  # fmt: skip
     merge = dataclasses.replace(
         cfg.model, nms_iou=nms_iou, class_agnostic_nms=True, soft_nms=False, nms_per_class=top_k, top_k=top_k

@@ -56,7 +56,7 @@ from rc3d_af.engine import distributed
 from rc3d_af.engine.batching import GlobalBatchSampler, IndexedDataset, collate_indexed, window_generators
 from rc3d_af.engine.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from rc3d_af.engine.datasets import check_declared_shape, load_data, make_dataset
-from rc3d_af.engine.inference import amp_dtype, autocast, evaluate_results, infer_split
+from rc3d_af.engine.inference import amp_dtype, autocast, denormals_flushed, evaluate_results, infer_split
 from rc3d_af.engine.run_dir import RunLog, format_losses, on_console
 from rc3d_af.errors import InputError
 from rc3d_af.models import build_model, describe_model
@@ -287,7 +287,8 @@ class Trainer:
         sizes = [len(b) for b in self.sampler.global_batches()]  # windows of each global batch
         for batch in bar:
             step_lr = self.optimizer.param_groups[0]["lr"]  # the lr schedule moves every step
-            losses = self.train_step(batch)
+            with denormals_flushed(self.cfg.train.flush_denormal):
+                losses = self.train_step(batch)
             windows += sizes[batches]
             for name, value in losses.items():
                 sums[name] = sums.get(name, 0.0) + value
