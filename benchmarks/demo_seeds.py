@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from rc3d_af.commands.ablation import mean_std
 from rc3d_af.commands.demo import DEMO_SCENE, DEMO_SIGNAL, MODELS, NAMES, _benchmark, run_model
 from rc3d_af.config import config_path
 from rc3d_af.data.synthetic import SynthParams
@@ -76,9 +77,9 @@ def format_table(results: dict[str, dict[int, dict[str, Any]]]) -> str:
                 f"{100 * shuffled:>10.1f}{m['cpu_seconds']['train']:>8.0f}"
             )
         at_05 = np.array([m["mAP"][at] for m in per_seed.values()])
-        std = at_05.std(ddof=1) if len(at_05) > 1 else 0.0
+        stats = mean_std(at_05)
         lines.append(
-            f"mAP@0.5 over {len(at_05)} seeds: mean {at_05.mean():.3f}, std {std:.3f}, "
+            f"mAP@0.5 over {len(at_05)} seeds: mean {stats['mean']:.3f}, std {stats['std']:.3f}, "
             f"spread (max - min) {at_05.max() - at_05.min():.3f}, min {at_05.min():.3f}"
         )
     return "\n".join(lines)

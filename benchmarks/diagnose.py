@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from rc3d_af.commands.ablation import mean_std, mean_std_cell
 from rc3d_af.data.annotations import AnnotationSet, load_annotations
 from rc3d_af.evaluation.iou import segment_iou_np
 from rc3d_af.evaluation.results import Results, load_results
@@ -85,11 +86,6 @@ def confusion(annotations: AnnotationSet, results: Results, subset: str, tiou: f
     return counts
 
 
-def _mean_std(values: np.ndarray) -> str:
-    std = values.std(ddof=1) if len(values) > 1 else 0.0
-    return f"{100 * values.mean():.1f} +- {100 * std:.1f}"
-
-
 def format_tables(
     stats: dict[str, tuple[int, float, float]],
     test_counts: Counter,
@@ -104,7 +100,7 @@ def format_tables(
     lines = [header + " |", "|---" * (5 + len(models)) + "|"]
     for c in sorted(stats, key=lambda c: stats[c][0]):
         n, mean, long = stats[c]
-        cells = [_mean_std(aps[m][c]) for m in models]
+        cells = [mean_std_cell(mean_std(aps[m][c])) for m in models]
         row = [c, str(n), f"{mean:.1f}", f"{100 * long:.0f}%", str(test_counts[c]), *cells]
         lines.append("| " + " | ".join(row) + " |")
     for m, counts in confusions.items():

@@ -93,7 +93,7 @@ from typing import Any
 
 import numpy as np
 
-from rc3d_af.commands.ablation import _cell  # the one mean +- std cell format (percent by default)
+from rc3d_af.commands.ablation import mean_std, mean_std_cell  # the one seed statistics and cell format
 from rc3d_af.data.annotations import AnnotationSet
 from rc3d_af.errors import InputError
 from rc3d_af.evaluation import Results
@@ -320,21 +320,6 @@ def run_rows(run: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return rows
 
 
-def _mean_std(values: Sequence[Any]) -> dict[str, Any]:
-    """Mean and sample standard deviation (0 for one value) of scalars or equal-length lists; an
-    undefined entry (None) stays None."""
-    array = np.asarray(values, dtype=np.float64)  # None becomes NaN
-    std = array.std(axis=0, ddof=1) if len(array) > 1 else np.zeros_like(array[0])
-
-    def plain(x: np.ndarray) -> Any:
-        return None if np.isnan(x) else float(x)
-
-    mean = array.mean(axis=0)
-    if mean.ndim == 0:
-        return {"mean": plain(mean), "std": plain(std)}
-    return {"mean": [plain(m) for m in mean], "std": [plain(s) for s in std]}
-
-
 def aggregate(runs: Iterable[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
     """``{row: {budget: {"seeds", "mAP", "average_mAP", ...}}}``, every number as ``{"mean", "std"}``
     over the seeds; rows in :data:`ROW_NAMES` order, budgets ascending."""
@@ -350,7 +335,7 @@ def aggregate(runs: Iterable[dict[str, Any]]) -> dict[str, dict[str, dict[str, A
             entries = grouped[row][budget]
             cell: dict[str, Any] = {"seeds": sorted(seed for seed, _ in entries)}
             for key in entries[0][1]:
-                cell[key] = _mean_std([numbers[key] for _, numbers in entries])
+                cell[key] = mean_std([numbers[key] for _, numbers in entries])
             summary[row][str(budget)] = cell
     return summary
 
@@ -368,11 +353,11 @@ def format_table(summary: dict[str, dict[str, dict[str, Any]]], tious: Sequence[
             lines.append(
                 f"{ROW_NAMES.get(row, row):<22}{budget + 'x':>7}{len(cell['seeds']):>6}"
                 f"{cell['parameters']['mean'] / 1e6:>9.3f}{cell['epochs']['mean']:>8.0f}"
-                f"{_cell(cell['train_cpu_seconds'], scale=1.0):>15}"
-                f"{_cell(cell['train_wall_seconds'], scale=1.0):>15}"
-                f"{_cell(cell['inference_seconds'], scale=1.0):>12}"
-                + "".join(f"{_cell(cell['mAP'], i):>12}" for i in range(len(tious)))
-                + f"{_cell(cell['average_mAP']):>12}"
+                f"{mean_std_cell(cell['train_cpu_seconds'], scale=1.0):>15}"
+                f"{mean_std_cell(cell['train_wall_seconds'], scale=1.0):>15}"
+                f"{mean_std_cell(cell['inference_seconds'], scale=1.0):>12}"
+                + "".join(f"{mean_std_cell(cell['mAP'], i):>12}" for i in range(len(tious)))
+                + f"{mean_std_cell(cell['average_mAP']):>12}"
             )
     return "\n".join(lines)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rc3d_af.commands.ablation import mean_std, mean_std_cell
 from rc3d_af.data.annotations import AnnotationSet, Instance, VideoAnnotation
 from rc3d_af.evaluation.results import Results
 
@@ -55,6 +56,13 @@ def test_training_statistics_per_class() -> None:
     assert stats["CliffDiving"] == (0, 0.0, 0.0)
 
 
-def test_mean_std_cell() -> None:
-    assert diagnose._mean_std(np.array([0.5, 0.7])) == "60.0 +- 14.1"  # sample std: 0.1 * sqrt(2)
-    assert diagnose._mean_std(np.array([0.25])) == "25.0 +- 0.0"
+def test_mean_std_over_seeds() -> None:
+    """The one seed statistic of ablation, diagnose, demo_seeds and peers: sample std (ddof 1)."""
+    two = mean_std(np.array([0.5, 0.7]))
+    assert two["mean"] == pytest.approx(0.6) and two["std"] == pytest.approx(0.1 * np.sqrt(2))
+    assert mean_std_cell(two) == "60.0+-14.1"
+    assert mean_std([0.25]) == {"mean": 0.25, "std": 0.0}  # one seed: std 0, not NaN
+    columns = mean_std([[0.2, None], [0.4, 0.5]])  # an undefined entry leaves its column undefined
+    assert columns["mean"][0] == pytest.approx(0.3) and columns["mean"][1] is None
+    assert mean_std_cell(columns, 1) == "-"
+    assert mean_std_cell(mean_std([12.0, 14.0]), scale=1.0) == "13.0+-1.4"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -149,28 +150,22 @@ def summarize(reports: list[dict[str, Any]]) -> dict[str, Any]:
     show: ``mAP`` (per tIoU), ``average_mAP``, ``by_duration`` (per bucket, per tIoU) and, when
     present, the proposals' ``ar`` (per AN) and ``auc``."""
     first = reports[0]
-
-    def stats(values: list[Any]) -> dict[str, Any]:
-        array = np.asarray(values, dtype=np.float64)  # None (an undefined mAP) becomes NaN
-        std = array.std(axis=0, ddof=1) if len(array) > 1 else np.zeros_like(array[0])
-        return {"mean": _plain(array.mean(axis=0)), "std": _plain(std)}
-
     summary: dict[str, Any] = {
         "tiou_thresholds": first["tiou_thresholds"],
-        "mAP": stats([r["mAP"] for r in reports]),
-        "average_mAP": stats([r["average_mAP"] for r in reports]),
+        "mAP": mean_std([r["mAP"] for r in reports]),
+        "average_mAP": mean_std([r["average_mAP"] for r in reports]),
     }
     if first.get("by_duration"):
         summary["by_duration"] = {
-            b: stats([r["by_duration"][b] for r in reports]) for b in first["by_duration"]
+            b: mean_std([r["by_duration"][b] for r in reports]) for b in first["by_duration"]
         }
     if "proposals" in first:
         proposals = [r["proposals"] for r in reports]
         summary["proposals"] = {
             "an": first["proposals"]["an"],
             "tiou_thresholds": first["proposals"]["tiou_thresholds"],
-            "ar": stats([p["ar"] for p in proposals]),
-            "auc": stats([p["auc"] for p in proposals]),
+            "ar": mean_std([p["ar"] for p in proposals]),
+            "auc": mean_std([p["auc"] for p in proposals]),
         }
     return summary
 
@@ -191,8 +186,9 @@ def format_tables(
     lines.append(f"{'method':<{width}}" + "".join(f"{t:>12g}" for t in tious) + f"{'avg':>12}   "
                  + "".join(f"{b:>12}" for b in buckets))  # fmt: skip
     for name, row in summary.items():
-        cells = [_cell(row["mAP"], i) for i in range(len(tious))] + [_cell(row["average_mAP"])]
-        cells += [_cell(row["by_duration"][b], column) for b in buckets]
+        cells = [mean_std_cell(row["mAP"], i) for i in range(len(tious))]
+        cells.append(mean_std_cell(row["average_mAP"]))
+        cells += [mean_std_cell(row["by_duration"][b], column) for b in buckets]
         lines.append(f"{names[name]:<{width}}" + "".join(f"{c:>12}" for c in cells[: len(tious) + 1]) + "   "
                      + "".join(f"{c:>12}" for c in cells[len(tious) + 1 :]))  # fmt: skip
     if "proposals" in first:
@@ -202,9 +198,18 @@ def format_tables(
         lines.append(f"{'method':<{width}}" + "".join(f"{'AR@' + str(n):>12}" for n in an) + f"{'AUC':>12}")
         for name, row in summary.items():
             p = row["proposals"]
-            cells = [_cell(p["ar"], i) for i in range(len(an))] + [_cell(p["auc"], scale=1.0)]
+            cells = [mean_std_cell(p["ar"], i) for i in range(len(an))] + [mean_std_cell(p["auc"], scale=1.0)]
             lines.append(f"{names[name]:<{width}}" + "".join(f"{c:>12}" for c in cells))
     return "\n".join(lines)
+
+
+def mean_std(values: Sequence[Any]) -> dict[str, Any]:
+    """``{"mean", "std"}`` over the first axis of scalars or equal-length lists (one per seed): the
+    mean and the sample standard deviation (ddof 1; 0 for one value). An undefined entry (None, as
+    an mAP without ground truth) makes its column None."""
+    array = np.asarray(values, dtype=np.float64)  # None becomes NaN
+    std = array.std(axis=0, ddof=1) if len(array) > 1 else np.zeros_like(array[0])
+    return {"mean": _plain(array.mean(axis=0)), "std": _plain(std)}
 
 
 def _plain(values: np.ndarray) -> Any:
@@ -215,7 +220,7 @@ def _plain(values: np.ndarray) -> Any:
     return [None if np.isnan(v) else float(v) for v in values]
 
 
-def _cell(stats: dict[str, Any], index: int | None = None, scale: float = 100.0) -> str:
+def mean_std_cell(stats: dict[str, Any], index: int | None = None, scale: float = 100.0) -> str:
     """``mean+-std`` of entry ``index`` (or of a scalar) in percent; ``-`` where undefined."""
     mean, std = stats["mean"], stats["std"]
     if index is not None:
