@@ -524,6 +524,15 @@ def check_actionformer(python: str | None) -> dict[str, Any]:
     return info
 
 
+def reused_folder(ours_from: Path | None, model: str, budget: int) -> Path | None:
+    """``<ours_from>/<model>`` when ``--ours-from`` holds 1x runs of ``model`` to reuse, else None
+    (train it): ``benchmarks/demo_seeds.py`` trains only the demo's models, so a model without a
+    folder there (plain R-C3D) is trained here; a folder without the seed's run is an error later."""
+    if budget != 1 or ours_from is None or not (ours_from / model).is_dir():
+        return None
+    return ours_from / model
+
+
 class Runner:
     """Trains and scores one model at one budget and seed; runs in a worker process of its own, so
     that ``getrusage(RUSAGE_CHILDREN)`` there sees only that run's training subprocess."""
@@ -555,7 +564,7 @@ class Runner:
         from rc3d_af.engine.checkpoint import load_checkpoint
 
         config, extra = OURS[model]
-        if budget == 1 and self.args.ours_from is not None:
+        if reused_folder(self.args.ours_from, model, budget) is not None:
             return self.reuse_ours(model, seed)
         base = load_config(ROOT / config, [*self.data_overrides, *extra])
         recipe = (QUICK_EPOCHS, []) if self.args.quick else (base.train.epochs, base.train.lr_milestones)
@@ -936,7 +945,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--ours-from",
         type=Path,
         help="reuse our models' finished 1x runs from this benchmarks/demo_seeds.py --out folder "
-        "(<model>/seed<k>, trained on the same benchmark) instead of training them again",
+        "(<model>/seed<k>, trained on the same benchmark) instead of training them again; a model "
+        "without a folder there (plain R-C3D) is trained",
     )
     parser.add_argument(
         "--quick",

@@ -295,3 +295,11 @@ def test_a_reused_run_must_come_from_the_same_benchmark(tmp_path: Path) -> None:
     a, b, c = (tmp_path / n / "annotations.json" for n in "abc")
     assert peers._same_benchmark(a, b)
     assert not peers._same_benchmark(a, c)  # other generator settings
+
+
+def test_ours_from_reuses_only_the_models_it_holds(tmp_path: Path) -> None:
+    (tmp_path / "a2net").mkdir()
+    assert peers.reused_folder(tmp_path, "a2net", 1) == tmp_path / "a2net"
+    assert peers.reused_folder(tmp_path, "rc3d", 1) is None  # demo_seeds does not train plain R-C3D
+    assert peers.reused_folder(tmp_path, "a2net", 4) is None  # only the 1x budget is the demo's recipe
+    assert peers.reused_folder(None, "a2net", 1) is None
