@@ -50,6 +50,9 @@ detectors against the better ActionFormer weights: mAP@0.5 ratio and mAP@0.7 dif
 ``learning_curve.png`` (mAP@0.5 against training CPU-seconds, one line per model, error bars over
 the seeds). Resumable: every finished run is recorded in ``peers.json`` at once and never redone;
 an unfinished one restarts from scratch; a folder recorded with other settings is refused.
+``--report`` trains nothing and prints the table and curve of every run recorded in ``--out``: runs
+of the same settings made in several folders (or sessions) are gathered by joining the ``runs``
+lists of their ``peers.json`` files into one.
 
 ``--quick`` checks the pipeline in a few minutes: every recipe at 1 epoch, on the demo's generator
 fed with the first video of each class in each subset (18 training and 19 test videos: ActionFormer's
@@ -846,6 +849,18 @@ class Scheduler:
             raise InputError("runs failed (finished runs are recorded):\n" + "\n".join(self.failures))
 
 
+def report(ledger: Ledger) -> tuple[dict[str, Any], list[float]]:
+    """``--report``: the summary of every run the ledger holds (nothing trained, no data read) and
+    the tIoUs that scored them (one set for all)."""
+    runs = ledger.state["runs"]
+    tious = {tuple(score["tiou_thresholds"]) for run in runs for score in run["scores"].values()}
+    if len(tious) != 1:
+        raise InputError(f"{ledger.path}: expected runs scored at one set of tIoUs, found {sorted(tious)}")
+    summary = aggregate(runs)
+    ledger.record("summary", summary)
+    return summary, list(tious.pop())
+
+
 def run_all(
     args: argparse.Namespace,
     ledger: Ledger,
@@ -949,6 +964,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "without a folder there (plain R-C3D) is trained",
     )
     parser.add_argument(
+        "--report",
+        action="store_true",
+        help="train nothing: the table and curve of every run recorded in --out (runs gathered from "
+        "other folders or sessions)",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help=f"check the pipeline: {QUICK_EPOCHS}-epoch recipes on a few videos holding every class",
@@ -975,7 +996,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "af_epochs": args.af_epochs,
         }
         ledger = Ledger(args.out / "peers.json", settings)
-        summary, tious = run_all(args, ledger, models, budgets, seeds)
+        summary, tious = report(ledger) if args.report else run_all(args, ledger, models, budgets, seeds)
     except InputError as exc:
         print(f"peers: error: {exc}", file=sys.stderr)
         return 2

@@ -4,6 +4,7 @@ aggregation over seeds and the tables. Nothing here needs ActionFormer or trains
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 from pathlib import Path
 
@@ -217,6 +218,7 @@ def fake_run(model: str, budget: int, seed: int, maps: dict[str, list[float]], c
         "train": {"cpu_seconds": cpu, "wall_seconds": 2 * cpu},
         "scores": {
             weights: {
+                "tiou_thresholds": TIOUS,
                 "mAP": m,
                 "average_mAP": None if None in m else sum(m) / len(m),
                 "inference_seconds": 5.0 + seed,
@@ -303,3 +305,15 @@ def test_ours_from_reuses_only_the_models_it_holds(tmp_path: Path) -> None:
     assert peers.reused_folder(tmp_path, "rc3d", 1) is None  # demo_seeds does not train plain R-C3D
     assert peers.reused_folder(tmp_path, "a2net", 4) is None  # only the 1x budget is the demo's recipe
     assert peers.reused_folder(None, "a2net", 1) is None
+
+
+def test_report_prints_every_recorded_run_and_trains_nothing(tmp_path: Path, capsys) -> None:
+    settings = {"quick": False, "dim": 64, "data_seed": 0, "af_width": 128, "af_threads": 1}
+    settings["af_epochs"] = None  # the command line's defaults
+    (tmp_path / "peers.json").write_text(json.dumps({"settings": settings, "runs": RUNS}))
+    assert peers.main(["--report", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert any(line.startswith("A2Net") and " 4x " in line for line in out.splitlines())
+    assert "ActionFormer (final)" in out and (tmp_path / "learning_curve.png").is_file()
+    assert not (tmp_path / "data").exists() and not (tmp_path / "runs").exists()
+    assert "summary" in json.loads((tmp_path / "peers.json").read_text())
