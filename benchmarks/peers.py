@@ -567,8 +567,9 @@ class Runner:
         from rc3d_af.engine.checkpoint import load_checkpoint
 
         config, extra = OURS[model]
-        if reused_folder(self.args.ours_from, model, budget) is not None:
-            return self.reuse_ours(model, seed)
+        folder = reused_folder(self.args.ours_from, model, budget)
+        if folder is not None:
+            return self.reuse_ours(folder, model, seed)
         base = load_config(ROOT / config, [*self.data_overrides, *extra])
         recipe = (QUICK_EPOCHS, []) if self.args.quick else (base.train.epochs, base.train.lr_milestones)
         epochs, milestones = scaled_schedule(*recipe, budget)
@@ -585,15 +586,15 @@ class Runner:
         parameters, score = self._score_ours(load_checkpoint(run_dir / "last.pt"))
         return _our_run(model, budget, seed, epochs, milestones, parameters, train, score)
 
-    def reuse_ours(self, model: str, seed: int) -> dict[str, Any]:
-        """A 1x run of ``benchmarks/demo_seeds.py`` (``<ours-from>/<model>/seed<k>``: the same recipe
-        and seed on the same benchmark, which :meth:`run_ours` would train again), re-scored here; its
-        training CPU- and wall seconds are those ``rc3d-af demo`` recorded (Trainer set-up + fit, the
-        interpreter's start-up excluded)."""
+    def reuse_ours(self, folder: Path, model: str, seed: int) -> dict[str, Any]:
+        """A 1x run of ``benchmarks/demo_seeds.py`` (``<folder>/seed<k>``, ``folder`` from
+        :func:`reused_folder`: the same recipe and seed on the same benchmark, which
+        :meth:`run_ours` would train again), re-scored here; its training CPU- and wall seconds are
+        those ``rc3d-af demo`` recorded (Trainer set-up + fit, the interpreter's start-up excluded)."""
         from rc3d_af.config import config_to_dict, load_config
         from rc3d_af.engine.checkpoint import checkpoint_config, load_checkpoint
 
-        run_dir = self.args.ours_from / model / f"seed{seed}"
+        run_dir = folder / f"seed{seed}"
         metrics_path, checkpoint = run_dir / "metrics.json", run_dir / "last.pt"
         if not (metrics_path.is_file() and checkpoint.is_file()):
             raise InputError(f"--ours-from: {run_dir} holds no finished run (metrics.json and last.pt)")
