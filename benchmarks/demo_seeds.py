@@ -21,8 +21,6 @@ import argparse
 import json
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ import numpy as np
 
 from rc3d_af.commands.ablation import mean_std
 from rc3d_af.commands.demo import DEMO_SCENE, DEMO_SIGNAL, MODELS, NAMES, _benchmark, run_model
+from rc3d_af.commands.workers import worker_pool
 from rc3d_af.config import config_path
 from rc3d_af.data.synthetic import SynthParams
 
@@ -50,7 +49,7 @@ def runs(args: argparse.Namespace) -> dict[str, dict[int, dict[str, Any]]]:
             arch = [f"model.arch={model}"] if model.startswith("rc3d") else []
             overrides = [*data, *arch, *args.overrides, f"train.seed={seed}"]
             tasks.append(((model, seed), (model, config_path(MODELS[model]), overrides, out)))
-    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
+    with worker_pool(args.jobs) as pool:
         futures = {
             key: pool.submit(run_model, *task, progress=False, train_dir=task[3]) for key, task in tasks
         }

@@ -43,6 +43,8 @@ Runs: each in a worker process of its own (``--jobs`` at once, default 1), which
 training subprocess, so that its ``RUSAGE_CHILDREN`` holds that one training; our models' inference
 runs in the worker, ActionFormer's in its driver. With ``--jobs 2`` on 2 cores the runs share the
 machine: wall times grow and CPU-seconds a little (``--quick`` here: A2Net 7.1 against 6.1 CPU-s).
+``kill PID`` (SIGTERM) or Ctrl-C of this script ends its workers and their training
+subprocesses (:mod:`rc3d_af.commands.workers`); the runs they were doing restart from scratch.
 
 Output in ``--out``: ``peers.json`` (settings, ActionFormer's environment and calibration, every
 run, the summary), the table on stdout (mean +- std over seeds; then, per budget, each of our
@@ -91,12 +93,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rc3d_af.commands.ablation import mean_std, mean_std_cell  # the one seed statistics and cell format
+from rc3d_af.commands.workers import worker_pool  # ends its workers and their trainings with this script
 from rc3d_af.data.annotations import AnnotationSet
 from rc3d_af.errors import InputError
 from rc3d_af.evaluation import Results
@@ -775,11 +779,8 @@ class Scheduler:
     def __init__(
         self, args: argparse.Namespace, ledger: Ledger, annotation_path: Path, tious: Sequence[float]
     ):
-        from concurrent.futures import ProcessPoolExecutor
-        from multiprocessing import get_context
-
         self.args, self.ledger, self.annotation_path, self.tious = args, ledger, annotation_path, tious
-        self.pool = ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn"))
+        self.pool: ProcessPoolExecutor | None = None  # while run() runs
         self.pending: dict[Any, tuple] = {}
         self.waiting: list[tuple[str, int, int]] = []  # ActionFormer runs waiting for the 1x epochs
         self.failures: list[str] = []
@@ -829,7 +830,7 @@ class Scheduler:
     def run(self, tasks: Iterable[tuple[str, int, int]]) -> None:
         from concurrent.futures import FIRST_COMPLETED, wait
 
-        with self.pool:
+        with worker_pool(self.args.jobs) as self.pool:
             for task in tasks:
                 if task[0] == "actionformer":
                     self.waiting.append(task)

@@ -71,9 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
-
+    from rc3d_af.commands.workers import worker_pool
     from rc3d_af.config import config_path
     from rc3d_af.data.synthetic import SynthParams
     from rc3d_af.errors import InputError
@@ -103,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     if jobs == 1:
         reports = [run_model(*task, progress=progress) for task in tasks]
     else:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+        with worker_pool(jobs) as pool:
             futures = [pool.submit(run_model, *task, progress=False) for task in tasks]
             reports = [future.result() for future in futures]
     for model, report in zip(models, reports, strict=True):
