@@ -32,9 +32,10 @@ def _end_own_group(signum: int, frame: FrameType | None) -> None:
 
 def _start_worker() -> None:
     """Pool initializer: a process group of the worker's own, ended as a whole on SIGTERM. Ctrl-C
-    in a terminal no longer reaches the worker directly; the parent ends it (:func:`worker_pool`)."""
+    in a terminal reaches only the foreground group, the parent's, which ends the workers
+    (:func:`worker_pool`); SIGINT is left as it is since an ignored signal would pass on to the
+    worker's subprocesses."""
     os.setpgrp()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _end_own_group)
 
 
