@@ -22,7 +22,9 @@ from rc3d_af.commands.workers import worker_pool
 def long_task(folder, name):
     """Like a peers run: a subprocess (the training) the worker waits for."""
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
-    Path(folder, name + ".pids").write_text(f"{os.getpid()} {child.pid}")
+    partial = Path(folder, name + ".partial")
+    partial.write_text(f"{os.getpid()} {child.pid}")
+    partial.rename(Path(folder, name + ".pids"))  # whole or absent: the test must not read half a pid
     child.wait()
     return name
 
@@ -81,7 +83,7 @@ def test_a_signal_to_the_owner_ends_the_workers_their_subprocesses_and_the_queue
     owner = start_owner(tmp_path, "long")
     try:
         first = tmp_path / "first.pids"
-        wait_for(lambda: first.is_file() and len(first.read_text().split()) == 2, 60, "the first task")
+        wait_for(first.is_file, 60, "the first task")
         worker, training = (int(pid) for pid in first.read_text().split())
         assert alive(worker) and alive(training)
         owner.send_signal(signum)  # to the owner alone, as `kill PID` does
