@@ -35,6 +35,8 @@ def fail():
     raise ValueError("this task failed")
 
 if __name__ == "__main__":
+    import signal
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a test runner may pass SIGINT on ignored
     mode, folder = sys.argv[1], sys.argv[2]
     with worker_pool(1) as pool:
         if mode == "long":
